@@ -1,0 +1,102 @@
+"""The one interface every way of reaching a server implements (SSH or this machine).
+
+Callers (the log follower, the controls, the health probes) speak only to :class:`Transport`; they
+never see asyncssh or subprocess.  Commands are argument vectors, never shell strings: the
+implementation quotes each argument (``shlex.join``), so no operator string is ever spliced into a
+shell.  The one exception is :meth:`Transport.run_configured`, for command strings the operator put in
+the config file on purpose (``nginx_test``), which are run with ``sh -c``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Outcome of a finished command."""
+
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0
+
+    def error_text(self) -> str:
+        """The command's own message, for the operator (stderr first, else stdout)."""
+        text = (self.stderr or self.stdout).decode("utf-8", "replace").strip()
+        return text or f"exit status {self.exit_status}"
+
+
+class Stream(Protocol):
+    """A running command whose stdout is read incrementally (e.g. ``tail -F``)."""
+
+    async def read(self, n: int = 65536) -> bytes:
+        """Up to ``n`` bytes of stdout; ``b""`` once the command has ended or the link dropped."""
+        ...
+
+    async def close(self) -> None:
+        """Stop the command (closing its channel ends an ``exec``'d remote process)."""
+        ...
+
+    @property
+    def exit_status(self) -> int | None: ...
+
+    async def stderr_text(self) -> str:
+        """What the command wrote to stderr so far (for error messages after it ended)."""
+        ...
+
+
+class Transport(Protocol):
+    """A connection to one server."""
+
+    name: str
+
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = 30.0
+    ) -> RunResult:
+        """Run a command to completion.  Raises TransportError if the server cannot be reached."""
+        ...
+
+    async def open_stream(self, argv: Sequence[str]) -> Stream:
+        """Start a long-running command and return its stdout stream."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TransportError(Exception):
+    """The server could not be reached or the connection broke (as opposed to a failed command)."""
+
+
+class LinkState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What the front ends show for one server's connection."""
+
+    server: str
+    state: LinkState
+    detail: str = ""
+    """The reason of the last failure, or empty."""
+    retry_at: float | None = None
+    """time.monotonic() of the next attempt while RETRYING."""
+
+    def describe(self) -> str:
+        if self.state is LinkState.RETRYING and self.retry_at is not None:
+            left = max(0.0, self.retry_at - time.monotonic())
+            text = f"retrying in {left:.0f}s"
+        else:
+            text = self.state.value
+        return f"{text}: {self.detail}" if self.detail else text

@@ -1,0 +1,88 @@
+"""``host = "local"``: the same :class:`~opsconsole.transport.base.Transport` on this machine.
+
+Commands run with ``asyncio.create_subprocess_exec`` (no shell), so the log follower, the controls
+and the probes behave exactly as over SSH, with real ``tail``, ``stat``, ``nginx -t``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from .base import RunResult, TransportError
+
+
+class LocalStream:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self._proc = proc
+        self._stderr = b""
+
+    async def read(self, n: int = 65536) -> bytes:
+        assert self._proc.stdout is not None
+        return await self._proc.stdout.read(n)
+
+    @property
+    def exit_status(self) -> int | None:
+        return self._proc.returncode
+
+    async def stderr_text(self) -> str:
+        if self._proc.stderr is not None and self._proc.returncode is not None:
+            with contextlib.suppress(Exception):
+                self._stderr += await asyncio.wait_for(self._proc.stderr.read(), 1.0)
+        return self._stderr.decode("utf-8", "replace").strip()
+
+    async def close(self) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.terminate()
+            try:
+                await asyncio.wait_for(self._proc.wait(), 2.0)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self._proc.kill()
+                await self._proc.wait()
+
+
+class LocalTransport:
+    """Runs argument vectors on this machine."""
+
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+
+    async def run(
+        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = 30.0
+    ) -> RunResult:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            # Same meaning as a remote shell's "command not found": the command failed.
+            return RunResult(127, b"", f"{argv[0]}: {e.strerror}".encode())
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(input), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise TransportError(f"{argv[0]} timed out after {timeout:.0f}s") from None
+        return RunResult(proc.returncode if proc.returncode is not None else -1, out, err)
+
+    async def open_stream(self, argv: Sequence[str]) -> LocalStream:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            raise TransportError(f"{argv[0]}: {e.strerror}") from None
+        return LocalStream(proc)
+
+    async def close(self) -> None:
+        return None
