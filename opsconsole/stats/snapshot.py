@@ -1,0 +1,113 @@
+"""Immutable traffic snapshots and their JSON form (the ``stats --json`` contract, DESIGN §7).
+
+Produced by :class:`opsconsole.stats.traffic.TrafficStats`, consumed by the CLI and the TUI.  This
+module is the one place that knows the JSON keys of ``stats --json``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TopEntry:
+    key: str
+    requests: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    service: str
+    time_from: float
+    time_to: float
+    requests: int
+    unparsed: int
+    rps: float
+    unique_ips: int
+    status: dict[str, int]
+    top_ips: tuple[TopEntry, ...]
+    top_subnets: tuple[TopEntry, ...]
+    top_paths: tuple[TopEntry, ...]
+    top_user_agents: tuple[TopEntry, ...]
+    servers: dict[str, int]
+    """Requests per server (over the same span as ``requests``)."""
+    per_second: tuple[int, ...] = ()
+    """Requests in each of the last 900 seconds, oldest first."""
+    classes: tuple[tuple[int, ...], ...] = ()
+    """Per second, requests by status class (1xx..5xx)."""
+    estimated: dict[str, bool] = field(default_factory=dict)
+    """Which numbers are estimates (bounded-memory sketches took over)."""
+    unparsed_samples: tuple[str, ...] = ()
+
+    def share(self, status_class: int) -> float:
+        total = sum(self.status.values())
+        if not total:
+            return 0.0
+        return sum(n for k, n in self.status.items() if k[:1] == str(status_class)) / total
+
+    def to_json(self, connected: dict[str, bool] | None = None) -> dict[str, Any]:
+        """The ``stats --json`` object.  ``connected`` gives each server's link state."""
+        connected = connected or {}
+        servers = {
+            name: {"requests": n, "connected": connected.get(name, True)}
+            for name, n in sorted(self.servers.items())
+            if name
+        }
+        for name, up in connected.items():
+            servers.setdefault(name, {"requests": 0, "connected": up})
+        out: dict[str, Any] = {
+            "service": self.service,
+            "from": _iso(self.time_from),
+            "to": _iso(self.time_to),
+            "requests": self.requests,
+            "unparsed": self.unparsed,
+            "rps": round(self.rps, 3),
+            "unique_ips": self.unique_ips,
+            "status": dict(self.status),
+            "top_ips": [{"ip": e.key, "requests": e.requests} for e in self.top_ips],
+            "top_subnets": [{"subnet": e.key, "requests": e.requests} for e in self.top_subnets],
+            "top_paths": [{"path": e.key, "requests": e.requests} for e in self.top_paths],
+            "top_user_agents": [
+                {"user_agent": e.key, "requests": e.requests} for e in self.top_user_agents
+            ],
+            "servers": servers,
+        }
+        if self.estimated:
+            out["estimated"] = True
+            out["estimated_fields"] = sorted(self.estimated)
+        if self.unparsed_samples:
+            out["unparsed_samples"] = list(self.unparsed_samples[:5])
+        return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def subnet_of(client: bytes) -> bytes:
+    """The /24 (IPv4) or /48 (IPv6) of a client address as text bytes; the address itself when
+    it is not an IP (a hostname logged by a misconfigured server)."""
+    # Fast path for the common IPv6 spelling whose first three hextets are written out (the
+    # ipaddress module costs ~20 us per address, too slow for a flood of distinct clients).
+    parts = client.split(b":", 3)
+    if len(parts) == 4 and all(0 < len(p) <= 4 and _HEX.issuperset(p) for p in parts[:3]):
+        rest = parts[3]
+        if rest and b"." not in rest and _HEX.issuperset(rest.replace(b":", b"")):
+            head = [format(int(p, 16), "x") for p in parts[:3]]
+            while head and head[-1] == "0":  # the zero run merges into the trailing "::"
+                head.pop()
+            return (":".join(head) + "::/48").encode()
+    try:
+        addr = ipaddress.ip_address(client.decode("ascii"))
+    except (ValueError, UnicodeDecodeError):
+        return client
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{addr}/48", strict=False)).encode()
+    v4 = addr.ipv4_mapped if isinstance(addr, ipaddress.IPv6Address) else addr
+    return str(ipaddress.ip_network(f"{v4}/24", strict=False)).encode()
