@@ -156,8 +156,9 @@ def compile_format(fmt: str) -> LogFormat:
             ngroups += 1
         else:
             parts.append(_quoted_body(False) if quoted else _until(nxt.encode()))
-    # Tolerate trailing blanks and CR (CRLF files, Apache's trailing space) but nothing else.
-    parts.append(rb"[ \t\r]*$")
+    # Tolerate trailing blanks and CR (CRLF files, Apache's trailing space), and extra fields
+    # after the last one (a "main"-style format read as combined still yields every field).
+    parts.append(rb"(?:[ \t\r][^\n]*)?$")
     try:
         regex = re.compile(b"".join(parts), re.MULTILINE)
     except re.error as e:  # pragma: no cover - every piece above is escaped or fixed

@@ -1,0 +1,90 @@
+"""The statistics engine: windows, top lists, subnets, estimates under a flood of distinct IPs."""
+
+from __future__ import annotations
+
+import functools
+import random
+import time
+import tracemalloc
+
+from opsconsole.stats.traffic import TrafficStats
+
+T0 = 1_795_532_400  # 2026-11-24T15:00:00Z
+
+
+@functools.cache
+def stamp(sec: int) -> str:
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(T0 + sec))
+
+
+def line(ip: str, sec: int, path: str = "/", status: int = 200, ua: str = "ua") -> bytes:
+    ts = stamp(sec)
+    return f'{ip} - - [{ts}] "GET {path} HTTP/1.1" {status} 10 "-" "{ua}"\n'.encode()
+
+
+class Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_history_counts_status_top_ips_subnets_and_servers() -> None:
+    stats = TrafficStats(window=None)
+    stats.add_chunk(b"".join(line(f"198.18.7.{i}", 0, status=404) for i in range(1, 101)), "web1")
+    stats.add_chunk(line("198.18.7.7", 1, status=404) * 50 + line("2001:db8:5:1::9", 2) * 3, "web2")
+    snap = stats.snapshot("www")
+    assert snap.requests == 153
+    assert snap.status == {"200": 3, "404": 150}
+    assert snap.top_ips[0].key == "198.18.7.7" and snap.top_ips[0].requests == 51
+    assert snap.top_subnets[0].key == "198.18.7.0/24" and snap.top_subnets[0].requests == 150
+    assert snap.top_subnets[1].key == "2001:db8:5::/48"
+    assert snap.servers == {"web1": 100, "web2": 53}
+    assert snap.unique_ips == 101
+    assert snap.estimated == {}
+    assert snap.rps == 153 / 3  # three seconds of log
+
+
+def test_history_since_drops_older_lines() -> None:
+    stats = TrafficStats(window=None, since=T0 + 10)
+    stats.add_chunk(b"".join(line("1.1.1.1", s) for s in range(20)))
+    assert stats.snapshot("www").requests == 10
+
+
+def test_live_window_forgets_what_left_it_but_keeps_the_rate_history() -> None:
+    clock = Clock(T0 + 5)
+    stats = TrafficStats(window=60, clock=clock)
+    stats.add_chunk(line("198.18.7.7", 0) * 30 + line("203.0.113.5", 4) * 2)
+    snap = stats.snapshot("www", follow=True)
+    assert snap.top_ips[0].key == "198.18.7.7" and snap.top_ips[0].requests == 30
+    assert snap.rps == 2  # the last full second (T0+4)
+    clock.t = T0 + 62  # second 0 has left the 60 s window, second 4 has not
+    snap = stats.snapshot("www", follow=True)
+    assert [(e.key, e.requests) for e in snap.top_ips] == [("203.0.113.5", 2)]
+    assert snap.requests == 2
+    assert sum(snap.per_second) == 32  # the 15-minute rate history still has both
+
+
+def test_a_flood_of_distinct_ips_keeps_memory_bounded_and_says_what_is_estimated() -> None:
+    rng = random.Random(7)
+    stats = TrafficStats(window=None, cap=20_000)
+    heavy = "198.18.9.9"
+    seen: set[str] = set()
+    tracemalloc.start()
+    for chunk in range(8):
+        ips = [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+               for _ in range(50_000)]
+        seen.update(ips)
+        lines = [line(ip, chunk, path=f"/{rng.getrandbits(40):x}", status=404) for ip in ips]
+        stats.add_chunk(b"".join(lines + [line(heavy, chunk, status=404)] * 500))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    snap = stats.snapshot("www")
+    assert snap.requests == 404_000
+    # The attacker an operator must see is never lost, and its count is exact here.
+    assert (snap.top_ips[0].key, snap.top_ips[0].requests) == (heavy, 4000)
+    assert len(stats.top["client"]) <= 20_000 and len(stats.top["path"]) <= 20_000
+    assert snap.estimated.get("unique_ips") and snap.estimated.get("top_paths")
+    assert 0.95 * len(seen) < snap.unique_ips < 1.05 * len(seen)
+    assert peak < 100 * 1024 * 1024
