@@ -45,7 +45,8 @@ _VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 # Fixed-shape values get a precise pattern; free text gets "anything up to the next delimiter".
 _TIME_PATTERNS = {
-    "local": rb"(\d\d/[A-Za-z]{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})",
+    "local": rb"(\d\d/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}"
+    rb":\d\d:\d\d:\d\d [+-]\d{4})",
     "iso8601": rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z))",
     "msec": rb"(\d+\.\d+)",
 }
