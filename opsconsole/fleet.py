@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Config, ServiceConfig
-from .logs.follow import LogFollower, file_size, read_range
+from .errors import OperationError
+from .logs.follow import FollowPhase, FollowState, LogFollower, file_size, read_range
 from .logs.parse import LineParser
 from .stats.snapshot import Snapshot
 from .stats.traffic import ServerTotals, TrafficStats
@@ -41,9 +42,13 @@ class ServerFeed:
 class Fleet:
     """Connections and pipelines for a loaded config."""
 
-    def __init__(self, config: Config, pool: ConnectionPool | None = None) -> None:
+    def __init__(
+        self, config: Config, pool: ConnectionPool | None = None, *, max_attempts: int | None = None
+    ) -> None:
+        """``max_attempts``: connection attempts per server before it is reported failed (None:
+        keep retrying, for live views; one-shot commands give up after a few)."""
         self.config = config
-        self.pool = pool or ConnectionPool(config.servers)
+        self.pool = pool or ConnectionPool(config.servers, max_attempts=max_attempts)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -75,7 +80,7 @@ class Fleet:
                     if progress:
                         progress(server, done, size - start)
                 feed.state = "read"
-            except (TransportError, OSError) as e:
+            except (TransportError, OperationError) as e:
                 feed.state, feed.error = "failed", str(e) or type(e).__name__
             stats.servers.setdefault(server, ServerTotals())  # listed even when it failed
 
@@ -87,12 +92,15 @@ class Fleet:
         return ServicePipeline(self, svc, window or self.config.console.window)
 
 
-async def find_start(
-    t: Transport, path: str, size: int, since: float, parser: LineParser
-) -> int:
-    """A byte offset at or before the first line logged at ``since`` or later.
+_SAMPLE = 'tail -c +"$1" -- "$2" | head -c "$3"'
+"""Read $3 bytes of file $2 from byte $1 (1-based); arguments are passed, never spliced."""
 
-    Reads small samples backwards from the end in growing steps; the caller filters the few lines
+
+async def find_start(t: Transport, path: str, size: int, since: float, parser: LineParser) -> int:
+    """The offset of a line start at or before the first line logged at ``since`` or later.
+
+    Reads small samples backwards from the end in growing steps (1 MiB, 4 MiB, …), so reading the
+    last minute of a 10 GB log costs a few hundred kilobytes.  The caller filters the few lines
     before ``since`` that the returned offset still includes.
     """
     step = 1 << 20
@@ -100,17 +108,20 @@ async def find_start(
         offset = max(0, size - step)
         if offset == 0:
             return 0
-        sample = b""
-        async for chunk in read_range(t, path, offset, min(size, offset + 256 * 1024)):
-            sample += chunk
-        first_newline = sample.find(b"\n")
-        parsed = parser.parse(sample[first_newline + 1 :]) if first_newline >= 0 else None
-        times: list[int] = []
-        if parsed is not None:
-            get = parser.format.groups["time"]
-            times = [e for e in (parser.epoch(r[get]) for r in parsed.rows[:50]) if e is not None]
+        result = await t.run(["sh", "-c", _SAMPLE, "sh", str(offset + 1), path, str(256 * 1024)])
+        if not result.ok:
+            raise TransportError(f"{t.name}: cannot read {path}: {result.error_text()}")
+        sample = result.stdout
+        newline = sample.find(b"\n")
+        if newline < 0:  # a 256 KiB line: look further back
+            step *= 4
+            continue
+        boundary = offset + newline + 1
+        parsed = parser.parse(sample[newline + 1 : sample.rfind(b"\n") + 1])
+        get = parser.format.groups["time"]
+        times = [e for e in (parser.epoch(r[get]) for r in parsed.rows[:50]) if e is not None]
         if times and min(times) < since:
-            return offset
+            return boundary
         step *= 4
 
 
@@ -149,29 +160,31 @@ class ServicePipeline:
         feed = self.feeds[server]
         path = self.svc.access_log_on(server)
         delay = 1.0
-        while True:
+        while True:  # find where the window starts; the follower does the rest
             try:
                 t = await self.fleet.pool.get(server)
-                _, size = await file_size(t, path)
+                file_id, size = await file_size(t, path)
                 since = time.time() - (self.stats.window or 0)
                 start = await find_start(t, path, size, since, self.stats.parser)
-                async for chunk in read_range(t, path, start, size):
-                    self.stats.add_chunk(chunk, server)
                 break
-            except (TransportError, OSError) as e:
+            except (TransportError, OperationError) as e:
                 feed.state, feed.error = "failed", str(e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
-        def on_state(state: object) -> None:
-            text = str(getattr(state, "describe", lambda: state)())
-            feed.state = "following" if text.startswith("following") else text
-            feed.error = None if feed.state == "following" else text
+        def on_state(state: FollowState) -> None:
+            if state.phase is FollowPhase.FOLLOWING:
+                feed.state, feed.error = "following", None
+            else:
+                feed.state, feed.error = state.phase.value, state.describe()
 
         follower = LogFollower(
-            lambda: self.fleet.pool.get(server), path, start_offset=size, on_state=on_state
+            lambda: self.fleet.pool.get(server),
+            path,
+            start_offset=start,
+            start_file_id=file_id,
+            on_state=on_state,
         )
         self._followers.append(follower)
-        feed.state, feed.error = "following", None
         async for chunk in follower.chunks():
             self.stats.add_chunk(chunk, server)

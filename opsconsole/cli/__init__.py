@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import OpsConsoleError
 
 # Sub-command modules, in the order `--help` lists them.
-COMMAND_MODULES = ("stats", "lab")
+COMMAND_MODULES = ("stats", "check", "lab")
 
 
 class _Parser(argparse.ArgumentParser):

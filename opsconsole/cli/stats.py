@@ -71,13 +71,13 @@ def run(args: argparse.Namespace) -> int:
             since = parse_duration(args.since)
         except ValueError as e:
             raise UsageError(f"--since: {e} (or 'all')") from None
-    fleet = Fleet(config)
     if args.follow:
+        fleet = Fleet(config)  # live: keep retrying servers that are down
         try:
             return asyncio.run(_follow(fleet, args, since or window))
         except KeyboardInterrupt:
             return 0  # Ctrl-C is how one stops following
-    return asyncio.run(_once(fleet, args, since))
+    return asyncio.run(_once(Fleet(config, max_attempts=3), args, since))
 
 
 async def _once(fleet: Fleet, args: argparse.Namespace, since: float | None) -> int:
