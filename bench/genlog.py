@@ -2,7 +2,8 @@
 
 Used by the parser benchmark (bench/parse_bench.py) and by tests that compare with GoAccess.
 Mix: legitimate browsing from a stable pool of clients (mostly 200s on real pages) and a flood of
-random 404 paths from a very large pool of client IPs, IPv4 and IPv6, a few /24s heavier than others.
+random 404 paths from a very large pool of client IPs, IPv4 and IPv6, a few /24s heavier than
+others.
 
     python bench/genlog.py OUT.log --lines 1000000 [--distinct-ips 1000000] [--seed 1]
 """
@@ -13,8 +14,18 @@ import argparse
 import random
 import time
 
-PAGES = ["/", "/about", "/products/1", "/products/2", "/static/app.css", "/static/app.js",
-         "/cart", "/search?q=shoes", "/blog/2026/11/incident", "/favicon.ico"]
+PAGES = [
+    "/",
+    "/about",
+    "/products/1",
+    "/products/2",
+    "/static/app.css",
+    "/static/app.js",
+    "/cart",
+    "/search?q=shoes",
+    "/blog/2026/11/incident",
+    "/favicon.ico",
+]
 BROWSER_UAS = [
     "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -22,17 +33,21 @@ BROWSER_UAS = [
     "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
     "Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
 ]
-BOT_UAS = ["Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1)", "python-requests/2.31.0",
-           "Go-http-client/1.1", "-"]
+BOT_UAS = [
+    "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1)",
+    "python-requests/2.31.0",
+    "Go-http-client/1.1",
+    "-",
+]
 
 
 def flood_ip(rng: random.Random, distinct: int) -> str:
     n = rng.randrange(distinct)
     if n % 10 == 0:  # one in ten flood clients is IPv6
-        return f"2001:db8:{(n >> 16) & 0xffff:x}:{n & 0xffff:x}::{n % 97 + 1:x}"
+        return f"2001:db8:{(n >> 16) & 0xFFFF:x}:{n & 0xFFFF:x}::{n % 97 + 1:x}"
     if n % 7 == 0:  # a few heavy /24s
         return f"198.18.{n % 5}.{n % 251 + 1}"
-    return f"{198 + (n >> 24) % 2}.{18 + (n >> 16) % 2}.{(n >> 8) & 0xff}.{n & 0xff}"
+    return f"{198 + (n >> 24) % 2}.{18 + (n >> 16) % 2}.{(n >> 8) & 0xFF}.{n & 0xFF}"
 
 
 def generate(path: str, lines: int, distinct_ips: int, seed: int) -> None:
@@ -55,7 +70,9 @@ def generate(path: str, lines: int, distinct_ips: int, seed: int) -> None:
                 page = f"/{rng.getrandbits(48):012x}"
                 status, size = 404, 153
                 ref, ua, method = "-", rng.choice(BOT_UAS), "GET" if rng.random() < 0.9 else "POST"
-            out.write(f'{ip} - - [{ts}] "{method} {page} HTTP/1.1" {status} {size} "{ref}" "{ua}"\n')
+            out.write(
+                f'{ip} - - [{ts}] "{method} {page} HTTP/1.1" {status} {size} "{ref}" "{ua}"\n'
+            )
 
 
 def main() -> None:

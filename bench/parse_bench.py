@@ -59,10 +59,23 @@ def main() -> None:
     try:
         path = a.file or str(tmp / "access.log")
         if not a.file:
-            subprocess.run([sys.executable, str(HERE / "genlog.py"), path, "--lines", str(a.lines),
-                            "--distinct-ips", str(a.distinct_ips)], check=True)
-        lines = int(subprocess.run(["wc", "-l", path], capture_output=True, text=True,
-                                   check=True).stdout.split()[0])
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(HERE / "genlog.py"),
+                    path,
+                    "--lines",
+                    str(a.lines),
+                    "--distinct-ips",
+                    str(a.distinct_ips),
+                ],
+                check=True,
+            )
+        lines = int(
+            subprocess.run(
+                ["wc", "-l", path], capture_output=True, text=True, check=True
+            ).stdout.split()[0]
+        )
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core
         wc = timed(["wc", "-l", path])
@@ -71,8 +84,18 @@ def main() -> None:
         goaccess = shutil.which("goaccess")
         ga = None
         if goaccess:
-            ga = timed([goaccess, path, "--log-format=COMBINED", "--no-global-config",
-                        "--no-progress", "--max-items=10000000", "-o", str(tmp / "r.json")])
+            ga = timed(
+                [
+                    goaccess,
+                    path,
+                    "--log-format=COMBINED",
+                    "--no-global-config",
+                    "--no-progress",
+                    "--max-items=10000000",
+                    "-o",
+                    str(tmp / "r.json"),
+                ]
+            )
         print(f"lines: {lines}  parsed: {parsed}  unique IPs: {unique}")
         print("| tool | seconds | lines/s | vs GoAccess |")
         print("|---|---:|---:|---:|")

@@ -218,7 +218,7 @@ class _Reader:
             return default
         value = self.table[key]
         if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise self.error(key, f"expected a duration such as \"60s\" or \"5m\", got {value!r}")
+            raise self.error(key, f'expected a duration such as "60s" or "5m", got {value!r}')
         try:
             return parse_duration(str(value))
         except ValueError as e:
@@ -279,7 +279,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         r.refuse_unknown(_SERVER_KEYS)
         if "host" not in r.table:
             raise r.error("host", 'missing: expected a host name, an ssh alias or "local"')
-        host = r.text("host", "", "a host name, an ssh alias or \"local\"")
+        host = r.text("host", "", 'a host name, an ssh alias or "local"')
         if not host or host.startswith("-") or any(ch.isspace() for ch in host):
             raise r.error("host", f"expected a host name without spaces, got {host!r}")
         r.check("port", lambda v: isinstance(v, int) and 0 < v < 65536, "expected a port 1-65535")

@@ -57,21 +57,33 @@ def test_the_shipped_example_config_is_valid() -> None:
 @pytest.mark.parametrize(
     "change,key,expected",
     [
-        (("[console]", "[console]\nwindoww = \"60s\""), "console.windoww", "unknown key"),
+        (("[console]", '[console]\nwindoww = "60s"'), "console.windoww", "unknown key"),
         (('window = "2m"', 'window = "2 minutes"'), "console.window", "not a duration"),
         (("port = 2222", 'port = "2222"'), "servers.web1.port", "expected a port"),
         (("port = 2222", "port = 70000"), "servers.web1.port", "expected a port"),
-        (('servers = ["web1", "local"]', 'servers = ["web1", "web9"]'),
-         "services.shop.servers", "unknown server 'web9'"),
-        (('access_log = "/var/log/nginx/{server}/shop.access.log"', 'access_log = "shop.log"'),
-         "services.shop.access_log", "absolute path"),
-        (('url = "https://shop.example.org/"', 'url = "shop.example.org"'),
-         "services.shop.url", "http:// or https://"),
-        (("[services.shop]", '[services.shop]\nlog_format = "$status"'),
-         "services.shop.log_format", "remote_addr"),
+        (
+            ('servers = ["web1", "local"]', 'servers = ["web1", "web9"]'),
+            "services.shop.servers",
+            "unknown server 'web9'",
+        ),
+        (
+            ('access_log = "/var/log/nginx/{server}/shop.access.log"', 'access_log = "shop.log"'),
+            "services.shop.access_log",
+            "absolute path",
+        ),
+        (
+            ('url = "https://shop.example.org/"', 'url = "shop.example.org"'),
+            "services.shop.url",
+            "http:// or https://",
+        ),
+        (
+            ("[services.shop]", '[services.shop]\nlog_format = "$status"'),
+            "services.shop.log_format",
+            "remote_addr",
+        ),
         (('operator = "alice"', "operator = 5"), "console.operator", "expected a string"),
         (('host = "local"', "host = true"), "servers.local.host", "expected"),
-        (("[servers.local]", "[servers.\"bad name\"]"), "servers.bad name", "server name"),
+        (("[servers.local]", '[servers."bad name"]'), "servers.bad name", "server name"),
     ],
 )
 def test_each_mistake_names_file_key_and_expectation(
@@ -92,12 +104,14 @@ def test_not_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
         load_config(str(tmp_path / "nope.toml"))
 
 
-@pytest.mark.parametrize("text", ["[console]\nwindow = \"soon\"\n", "[console\n"])
+@pytest.mark.parametrize("text", ['[console]\nwindow = "soon"\n', "[console\n"])
 def test_the_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path, text: str) -> None:
     path = write(tmp_path, text)
     proc = subprocess.run(
         [sys.executable, "-m", "opsconsole", "--config", str(path), "stats", "www"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
@@ -108,7 +122,9 @@ def test_an_unknown_service_is_refused_before_connecting(tmp_path: Path) -> None
     path = write(tmp_path, GOOD)
     proc = subprocess.run(
         [sys.executable, "-m", "opsconsole", "--config", str(path), "stats", "nope", "--json"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "services.nope" in proc.stderr and "shop" in proc.stderr
     assert proc.stdout == ""

@@ -30,7 +30,8 @@ PINNED = {
 
 def corpus_files(name: str) -> list[Path]:
     return [
-        p for p in sorted((CORPUS / name).rglob("*"))
+        p
+        for p in sorted((CORPUS / name).rglob("*"))
         if p.is_file() and p.suffix not in (".md", ".tsv")
     ]
 
@@ -69,8 +70,10 @@ def test_awkward_but_valid_lines_parse_to_the_right_fields() -> None:
     parser = LineParser()
     g = parser.format.groups
     lines = [
-        b'1.2.3.4 - - [24/Nov/2026:15:00:00 +0000] "GET /a?q=\\"x\\" HTTP/1.1" 200 5 "-" "ua \\"q\\""',
-        b'2001:db8::7 - bob [24/Nov/2026:15:00:01 +0100] "POST /login HTTP/2.0" 403 - "-" "curl/8"  ',
+        b'1.2.3.4 - - [24/Nov/2026:15:00:00 +0000] "GET /a?q=\\"x\\" HTTP/1.1" 200 5 "-" '
+        b'"ua \\"q\\""',
+        b'2001:db8::7 - bob [24/Nov/2026:15:00:01 +0100] "POST /login HTTP/2.0" 403 - "-" '
+        b'"curl/8"  ',
         b'5.6.7.8 - - [24/Nov/2026:15:00:02 +0000] "-" 400 0 "-" "-"\r',
         b'5.6.7.9 - - [24/Nov/2026:15:00:03 +0000] "" 400 0 "-" "-" "198.18.0.1"',
     ]
@@ -86,25 +89,35 @@ def test_awkward_but_valid_lines_parse_to_the_right_fields() -> None:
 
 
 def test_a_custom_nginx_log_format_with_extra_fields_is_compiled() -> None:
-    fmt = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
-           '"$http_referer" "$http_user_agent" $request_time "$host"')
+    fmt = (
+        '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+        '"$http_referer" "$http_user_agent" $request_time "$host"'
+    )
     parser = LineParser(fmt)
-    line = (b'198.18.7.7 - - [24/Nov/2026:15:00:00 +0000] "GET /x HTTP/1.1" 404 153 "-" '
-            b'"bot/1" 0.004 "shop.example.org"\n')
+    line = (
+        b'198.18.7.7 - - [24/Nov/2026:15:00:00 +0000] "GET /x HTTP/1.1" 404 153 "-" '
+        b'"bot/1" 0.004 "shop.example.org"\n'
+    )
     chunk = parser.parse(line)
     assert chunk.unparsed == 0
     row = chunk.rows[0]
     g = parser.format.groups
     assert (row[g["client"]], row[g["path"]], row[g["host"]]) == (
-        b"198.18.7.7", b"/x", b"shop.example.org")
+        b"198.18.7.7",
+        b"/x",
+        b"shop.example.org",
+    )
 
 
-@pytest.mark.parametrize("fmt,why", [
-    ("$status $request", "remote_addr"),
-    ("$remote_addr $status", "time_local"),
-    ("$remote_addr [$time_local]", "status"),
-    ("", "one line"),
-])
+@pytest.mark.parametrize(
+    "fmt,why",
+    [
+        ("$status $request", "remote_addr"),
+        ("$remote_addr $status", "time_local"),
+        ("$remote_addr [$time_local]", "status"),
+        ("", "one line"),
+    ],
+)
 def test_unusable_log_formats_are_refused_with_the_reason(fmt: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         compile_format(fmt)
@@ -113,7 +126,14 @@ def test_unusable_log_formats_are_refused_with_the_reason(fmt: str, why: str) ->
 def test_garbage_never_stops_the_parser_and_good_lines_around_it_still_count() -> None:
     parser = LineParser()
     good = b'1.2.3.4 - - [24/Nov/2026:15:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"\n'
-    garbage = bytes(b for b in range(256) if b != 10) + b"\n" + b"\x00" * 1000 + b"\n" + b'"' * 5000 + b"\n"
+    garbage = (
+        bytes(b for b in range(256) if b != 10)
+        + b"\n"
+        + b"\x00" * 1000
+        + b"\n"
+        + b'"' * 5000
+        + b"\n"
+    )
     chunk = parser.parse(good + garbage + good)
     assert len(chunk.rows) == 2 and chunk.unparsed == 3
     assert len(chunk.unparsed_samples) == 3

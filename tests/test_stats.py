@@ -73,8 +73,10 @@ def test_a_flood_of_distinct_ips_keeps_memory_bounded_and_says_what_is_estimated
     seen: set[str] = set()
     tracemalloc.start()
     for chunk in range(8):
-        ips = [f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
-               for _ in range(50_000)]
+        ips = [
+            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+            for _ in range(50_000)
+        ]
         seen.update(ips)
         lines = [line(ip, chunk, path=f"/{rng.getrandbits(40):x}", status=404) for ip in ips]
         stats.add_chunk(b"".join(lines + [line(heavy, chunk, status=404)] * 500))

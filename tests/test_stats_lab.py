@@ -91,14 +91,19 @@ async def generate(url: str, rate: int, seconds: float) -> int:
     """Send `rate` requests per second, evenly spaced, for `seconds`; return how many were sent."""
     sent = 0
     start = time.monotonic()
+    in_flight: set[asyncio.Future[httpx.Response]] = set()
     async with httpx.AsyncClient(trust_env=False, timeout=5) as client:
         while (elapsed := time.monotonic() - start) < seconds:
             target = start + sent / rate
             if target > time.monotonic():
                 await asyncio.sleep(target - time.monotonic())
-            asyncio.ensure_future(client.get(url, headers={"X-Forwarded-For": "203.0.113.50"}))
+            request = asyncio.ensure_future(
+                client.get(url, headers={"X-Forwarded-For": "203.0.113.50"})
+            )
+            in_flight.add(request)
+            request.add_done_callback(in_flight.discard)
             sent += 1
-        await asyncio.sleep(0.5)
+        await asyncio.gather(*in_flight)
     assert elapsed >= seconds
     return sent
 

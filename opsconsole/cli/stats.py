@@ -39,10 +39,18 @@ def register(sub: Any) -> None:
         help="how far back to read: a duration such as 60s, 15m, 2h, or 'all' for the whole log "
         "(default: the console window, 60s)",
     )
-    p.add_argument("--follow", action="store_true",
-                   help="keep streaming: one report per second over the sliding window")
-    p.add_argument("--top", type=_positive_int, default=10, metavar="N",
-                   help="length of each top list (default 10)")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep streaming: one report per second over the sliding window",
+    )
+    p.add_argument(
+        "--top",
+        type=_positive_int,
+        default=10,
+        metavar="N",
+        help="length of each top list (default 10)",
+    )
     p.add_argument("--json", action="store_true", help="JSON on stdout (keys as in the README)")
     p.set_defaults(func=run)
 
@@ -143,13 +151,18 @@ def render_text(snap: Snapshot, connected: dict[str, bool], span: str) -> str:
         f"{snap.service}: {snap.requests} requests over {span}, {snap.rps:.1f} req/s, "
         f"{snap.unique_ips} unique IPs{est}, {snap.unparsed} unparsed lines",
         "status: " + "  ".join(f"{k} {v}" for k, v in snap.status.items()),
-        "servers: " + "  ".join(
+        "servers: "
+        + "  ".join(
             f"{name} {n}{'' if connected.get(name, True) else ' (FAILED)'}"
             for name, n in sorted(snap.servers.items())
         ),
     ]
-    for title, entries in (("top IPs", snap.top_ips), ("top subnets", snap.top_subnets),
-                           ("top paths", snap.top_paths), ("top user agents", snap.top_user_agents)):
+    for title, entries in (
+        ("top IPs", snap.top_ips),
+        ("top subnets", snap.top_subnets),
+        ("top paths", snap.top_paths),
+        ("top user agents", snap.top_user_agents),
+    ):
         lines.append(f"{title}:")
         lines.extend(f"  {e.requests:>9}  {e.key[:100]}" for e in entries)
     return "\n".join(lines)

@@ -89,7 +89,7 @@ def compile_format(fmt: str) -> LogFormat:
     """Compile ``"combined"`` or an nginx log_format string.  Raises ValueError if unusable."""
     source = PREDEFINED.get(fmt.strip(), fmt)
     if "\n" in source or "\r" in source or not source.strip():
-        raise ValueError("expected one line: \"combined\" or an nginx log_format string")
+        raise ValueError('expected one line: "combined" or an nginx log_format string')
     tokens: list[tuple[str, str]] = []  # ("lit", text) | ("var", name)
     pos = 0
     for m in _VAR.finditer(source):

@@ -17,8 +17,12 @@ from .logformat import LogFormat, compile_format
 
 MAX_KEPT_UNPARSED = 20
 
-_MONTHS = {m.encode(): i for i, m in enumerate(
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1)}
+_MONTHS = {
+    m.encode(): i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
 
 
 @dataclass
@@ -117,4 +121,3 @@ def split_complete(buffer: bytes) -> tuple[bytes, bytes]:
     """Split ``buffer`` into (complete lines, trailing partial line)."""
     cut = buffer.rfind(b"\n") + 1
     return buffer[:cut], buffer[cut:]
-

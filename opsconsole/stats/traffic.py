@@ -2,7 +2,8 @@
 
 Fed by the pipeline (:mod:`opsconsole.fleet`) and by ``opsconsole stats`` with
 :class:`~opsconsole.logs.parse.ParsedChunk` batches, one ``add`` per chunk and server; read with
-:meth:`TrafficStats.snapshot`, which returns an immutable :class:`~opsconsole.stats.snapshot.Snapshot`.
+:meth:`TrafficStats.snapshot`, which returns an immutable
+:class:`~opsconsole.stats.snapshot.Snapshot`.
 
 Two modes share this code:
 
@@ -127,8 +128,8 @@ class TrafficStats:
             if 0 <= cls < 5:
                 bucket.classes[cls] += n
             self.status_total[status] += n
-        valid = [seconds[t] for t, _ in per_second]
-        lo, hi = min(valid), max(valid)  # type: ignore[type-var]
+        valid = [sec for sec in (seconds[t] for t, _ in per_second) if sec is not None]
+        lo, hi = min(valid), max(valid)
         self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
         self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
         if self.window is None:
@@ -275,8 +276,10 @@ class TrafficStats:
             in_window = [self.ring[s] for s in self._order if start < s <= end]
             requests = sum(b.requests for b in in_window)
             span = self.window
-            rps = float(self.ring[end - 1].requests) if follow and (end - 1) in self.ring else (
-                requests / span if span else 0.0
+            rps = (
+                float(self.ring[end - 1].requests)
+                if follow and (end - 1) in self.ring
+                else (requests / span if span else 0.0)
             )
             status: Counter[bytes] = Counter()
             for b in in_window:
@@ -297,8 +300,10 @@ class TrafficStats:
             span = max(t_to - t_from + 1, 1.0) if requests else 0.0
             rps = requests / span if span else 0.0
             exact_ips = self.distinct is None
-            unique = len(self.top["client"]) if exact_ips else (
-                self.distinct.estimate() if self.distinct is not None else 0
+            unique = (
+                len(self.top["client"])
+                if exact_ips
+                else (self.distinct.estimate() if self.distinct is not None else 0)
             )
         ring_end = int(now) if self.window is not None else (self.last_ts or int(now))
         per_second = tuple(
@@ -310,13 +315,19 @@ class TrafficStats:
             for s in range(ring_end - RING_SECONDS + 1, ring_end + 1)
         )
 
-        def top(counter: TopCounter, render: Callable[[bytes], str] = _text) -> tuple[TopEntry, ...]:
+        def top(
+            counter: TopCounter, render: Callable[[bytes], str] = _text
+        ) -> tuple[TopEntry, ...]:
             return tuple(TopEntry(render(k), n) for k, n in counter.top(top_n))
 
         estimated = {
             name: True
-            for name, c in (("top_ips", self.top.get("client")), ("top_paths", self.top.get("path")),
-                            ("top_user_agents", self.top.get("agent")), ("top_subnets", self.nets))
+            for name, c in (
+                ("top_ips", self.top.get("client")),
+                ("top_paths", self.top.get("path")),
+                ("top_user_agents", self.top.get("agent")),
+                ("top_subnets", self.nets),
+            )
             if c is not None and c.estimated
         }
         if not exact_ips:
