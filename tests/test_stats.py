@@ -90,3 +90,20 @@ def test_a_flood_of_distinct_ips_keeps_memory_bounded_and_says_what_is_estimated
     assert snap.estimated.get("unique_ips") and snap.estimated.get("top_paths")
     assert 0.95 * len(seen) < snap.unique_ips < 1.05 * len(seen)
     assert peak < 100 * 1024 * 1024
+
+
+def test_live_window_under_a_flood_keeps_heavy_hitters_exact_within_a_memory_bound() -> None:
+    clock = Clock(T0 + 30)
+    stats = TrafficStats(window=60, clock=clock, bucket_cap=200)
+    rng = random.Random(3)
+    for sec in range(30):
+        flood = [line(f"10.9.{rng.randrange(256)}.{rng.randrange(256)}", sec) for _ in range(1000)]
+        stats.add_chunk(b"".join(flood + [line("198.18.7.7", sec, ua="heavy")] * 5))
+    snap = stats.snapshot("www")
+    assert (snap.top_ips[0].key, snap.top_ips[0].requests) == ("198.18.7.7", 150)
+    assert len(stats.top["client"]) <= 30 * 200
+    assert snap.estimated.get("top_ips") and snap.estimated.get("unique_ips")
+    assert snap.requests == 30 * 1005  # request counts and status mix are never estimates
+    # Once those seconds leave the window nothing of them is left behind.
+    clock.t = T0 + 200
+    assert stats.snapshot("www").top_ips == () and len(stats.top["client"]) == 0

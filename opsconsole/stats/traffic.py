@@ -18,6 +18,7 @@ Per-second request and status-class counts are kept for the last ``RING_SECONDS`
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -40,9 +41,10 @@ class SecondBucket:
     requests: int = 0
     classes: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
     """Requests by status class 1xx..5xx."""
-    # Live mode only: what this second added to the window counters.
+    # Live mode only: what this second added to the window counters, per dimension.
     counts: dict[str, Counter[bytes]] = field(default_factory=dict)
-    nets: Counter[bytes] = field(default_factory=Counter)
+    trimmed: set[str] = field(default_factory=set)
+    """Dimensions whose long tail was dropped to bound memory (their counts are estimates)."""
     distinct: DistinctCounter | None = None
 
 
@@ -62,12 +64,15 @@ class TrafficStats:
         *,
         window: float | None = 60.0,
         cap: int = 200_000,
+        bucket_cap: int = 2_000,
         clock: Callable[[], float] = time.time,
         since: float | None = None,
     ) -> None:
         self.parser = LineParser(fmt)
         self.format = self.parser.format
         self.window = window
+        self.bucket_cap = bucket_cap
+        """Live mode: distinct keys one second keeps per list before its tail is dropped."""
         self.clock = clock
         self.since = since
         """History mode: ignore lines with timestamps before this epoch second."""
@@ -167,19 +172,16 @@ class TrafficStats:
             counter.update(map(get, rows))
             if dim == "client" and self.distinct is not None:
                 self.distinct.add_many(set(map(get, rows)))
-        self._count_nets(self.nets, rows)
+        self._merge(self.nets, self._net_counts(rows))
 
-    def _count_nets(self, target: TopCounter, rows: list[tuple[bytes, ...]]) -> None:
+    def _net_counts(self, rows: list[tuple[bytes, ...]]) -> Counter[bytes]:
+        """Requests per /24 (IPv4, captured by the regex) or /48 (IPv6, computed per client)."""
         nets = Counter(map(self._get_net, rows))
-        v6 = nets.pop(b"", 0)
-        for net, n in nets.items():
-            target.add(net, n)
-        if v6:
+        if nets.pop(b"", 0):
             get_net, get_client = self._get_net, self._get["client"]
             for client, n in Counter(get_client(r) for r in rows if not get_net(r)).items():
-                target.add(subnet_of(client), n)
-        if len(target) > target.cap:
-            target.prune()
+                nets[subnet_of(client)] += n
+        return nets
 
     def _count_live(self, rows: list[tuple[bytes, ...]], seconds: dict[bytes, int | None]) -> None:
         if len(seconds) == 1:
@@ -199,21 +201,27 @@ class TrafficStats:
             if sec <= horizon:
                 continue  # already outside the window: it counts in rates only
             bucket = self._bucket(sec)
-            for dim, get in self._get.items():
-                c = Counter(map(get, group))
-                self._merge(self.top[dim], c)
-                prev = bucket.counts.get(dim)
-                if prev is None:
-                    bucket.counts[dim] = c
-                else:
-                    prev.update(c)
-            net_counts = TopCounter(cap=10**9)
-            self._count_nets(net_counts, group)
-            self._merge(self.nets, net_counts.counts)
-            bucket.nets.update(net_counts.counts)
+            adds = {dim: Counter(map(get, group)) for dim, get in self._get.items()}
+            adds["net"] = self._net_counts(group)
+            for dim, counts in adds.items():
+                window = self.nets if dim == "net" else self.top[dim]
+                self._merge(window, counts)
+                held = bucket.counts.setdefault(dim, Counter())
+                held.update(counts)
+                if len(held) > self.bucket_cap:
+                    # Bound memory under a flood of distinct keys: keep this second's largest
+                    # counts, and take the dropped tail out of the window too, so the window
+                    # stays exactly the sum of its seconds.
+                    kept = heapq.nlargest(self.bucket_cap // 2, held.items(), key=itemgetter(1))
+                    dropped = held
+                    for key, _ in kept:
+                        del dropped[key]
+                    window.subtract(dropped)
+                    bucket.counts[dim] = Counter(dict(kept))
+                    bucket.trimmed.add(dim)
             if bucket.distinct is None:
                 bucket.distinct = DistinctCounter(1024)
-            bucket.distinct.add_many(set(map(self._get["client"], group)))
+            bucket.distinct.add_many(set(adds["client"]))
 
     @staticmethod
     def _merge(target: TopCounter, counts: Counter[bytes]) -> None:
@@ -246,11 +254,8 @@ class TrafficStats:
 
     def _expire_bucket(self, bucket: SecondBucket) -> None:
         for dim, c in bucket.counts.items():
-            self.top[dim].subtract(c)
-        if bucket.nets:
-            self.nets.subtract(bucket.nets)
+            (self.nets if dim == "net" else self.top[dim]).subtract(c)
         bucket.counts = {}
-        bucket.nets = Counter()
         bucket.distinct = None
 
     def expire(self) -> None:
@@ -286,10 +291,12 @@ class TrafficStats:
                 status.update(b.counts.get("status", Counter()))
             distinct = DistinctCounter(1024)
             distinct.merge(b.distinct for b in in_window if b.distinct is not None)
-            exact_ips = not self.top["client"].estimated
+            trimmed = set().union(*(b.trimmed for b in in_window))
+            exact_ips = not self.top["client"].estimated and "client" not in trimmed
             unique = len(self.top["client"]) if exact_ips else distinct.estimate()
             t_from, t_to = float(start), float(end)
         else:
+            trimmed = set()
             requests = self.requests
             status = self.status_total
             if self.first_ts is not None and self.last_ts is not None:
@@ -322,13 +329,13 @@ class TrafficStats:
 
         estimated = {
             name: True
-            for name, c in (
-                ("top_ips", self.top.get("client")),
-                ("top_paths", self.top.get("path")),
-                ("top_user_agents", self.top.get("agent")),
-                ("top_subnets", self.nets),
+            for name, dim, c in (
+                ("top_ips", "client", self.top.get("client")),
+                ("top_paths", "path", self.top.get("path")),
+                ("top_user_agents", "agent", self.top.get("agent")),
+                ("top_subnets", "net", self.nets),
             )
-            if c is not None and c.estimated
+            if c is not None and (c.estimated or dim in trimmed)
         }
         if not exact_ips:
             estimated["unique_ips"] = True
