@@ -33,7 +33,7 @@ async def raw_channel(lab: Lab, path: Path) -> tuple[float, int]:
 
     t0 = time.perf_counter()
     total = 0
-    async with asyncssh.connect(**lab.connect_options("web1")) as conn:
+    async with asyncssh.connect(**lab.connect_options("web1")) as conn:  # noqa: SIM117
         async with conn.create_process(f"cat -- {path}", encoding=None) as proc:
             while data := await proc.stdout.read(1 << 20):
                 total += len(data)
