@@ -107,3 +107,22 @@ def test_live_window_under_a_flood_keeps_heavy_hitters_exact_within_a_memory_bou
     # Once those seconds leave the window nothing of them is left behind.
     clock.t = T0 + 200
     assert stats.snapshot("www").top_ips == () and len(stats.top["client"]) == 0
+
+
+def test_subnets_of_any_ipv6_spelling_match_the_ipaddress_module() -> None:
+    import ipaddress
+
+    from opsconsole.stats.snapshot import subnet_of
+
+    rng = random.Random(5)
+    masks = [0, (1 << 128) - 1, ((1 << 16) - 1) << 96, ((1 << 32) - 1) << 80, ((1 << 48) - 1) << 80]
+    for _ in range(3000):
+        addr = ipaddress.IPv6Address(rng.getrandbits(128) & ~rng.choice(masks))
+        if addr.ipv4_mapped is not None:
+            continue
+        expected = str(ipaddress.ip_network(f"{addr}/48", strict=False)).encode()
+        for spelling in (str(addr), addr.exploded, addr.exploded.upper()):
+            assert subnet_of(spelling.encode()) == expected, spelling
+    assert subnet_of(b"203.0.113.9") == b"203.0.113.0/24"
+    assert subnet_of(b"::ffff:203.0.113.9") == b"203.0.113.0/24"
+    assert subnet_of(b"crawler.example.org") == b"crawler.example.org"

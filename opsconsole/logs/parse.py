@@ -97,13 +97,18 @@ class LineParser:
         rows = self.format.regex.findall(chunk)
         if len(rows) == lines:
             return ParsedChunk(rows, lines, 0)
-        # Something did not match: count blank lines apart, keep a few samples.
+        lines, unparsed, samples = self.account(chunk, lines, len(rows))
+        return ParsedChunk(rows, lines, unparsed, samples)
+
+    def account(self, chunk: bytes, lines: int, parsed: int) -> tuple[int, int, list[str]]:
+        """For a chunk where fewer than ``lines`` lines parsed: (non-blank lines, unparsed lines,
+        a few unparsed samples).  Blank lines are neither requests nor unparsed."""
         blank = sum(1 for line in chunk.split(b"\n") if not line.strip())
         if chunk.endswith(b"\n"):
             blank -= 1  # the empty string after the final newline is not a line
         lines -= blank
         samples = self.unparsed_lines(chunk, MAX_KEPT_UNPARSED)
-        return ParsedChunk(rows, lines, max(lines - len(rows), 0), samples)
+        return lines, max(lines - parsed, 0), samples
 
     def unparsed_lines(self, chunk: bytes, limit: int) -> list[str]:
         """The first ``limit`` non-blank lines of ``chunk`` that the format does not match."""

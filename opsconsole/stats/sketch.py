@@ -5,9 +5,10 @@ Used by :mod:`opsconsole.stats.traffic`.  Both are exact until the data outgrows
 grow the console's memory without bound.
 
 * :class:`TopCounter` — a ``collections.Counter`` (updated from iterables in C) that, when it holds
-  more than ``cap`` keys, drops all but the ``cap // 2`` largest.  Kept keys can then be
-  undercounted by at most the largest count ever dropped (``error_bound``), the classic
-  space-saving trade-off; heavy hitters — what an operator blocks — are never dropped.
+  more than ``cap`` keys, drops its long tail (at most ``cap // 2`` keys stay).  A kept key can
+  then be undercounted by what it had when it was dropped earlier, at most ``error_bound`` (the
+  sum of the cut-off counts); heavy hitters — what an operator blocks — are never dropped, and
+  their counts stay exact while they stay above every cut-off.
 * :class:`DistinctCounter` — a K-minimum-values sketch of 64-bit hashes (standard error about
   1/sqrt(k), 1.6 % with the default k = 4096).  Sketches of different seconds merge by union.
 """
@@ -56,10 +57,12 @@ class TopCounter:
 
     def prune(self) -> None:
         keep = self.cap // 2
-        largest = heapq.nlargest(keep + 1, self.counts.items(), key=lambda kv: kv[1])
-        if len(largest) > keep:
-            self.error_bound = max(self.error_bound, largest[keep][1])
-        self.counts = Counter(dict(largest[:keep]))
+        # Sorting the counts (ints, in C) finds the cut-off ~10x faster than heapq on items.
+        cut = sorted(self.counts.values(), reverse=True)[keep]
+        # Everything tied at the cut-off goes too: under a flood that is the count-1 tail.
+        kept = {k: n for k, n in self.counts.items() if n > cut}
+        self.error_bound += cut
+        self.counts = Counter(kept)
 
     def top(self, n: int) -> list[tuple[bytes, int]]:
         # Ties broken by key so that output is deterministic.

@@ -27,6 +27,7 @@ from operator import itemgetter
 
 from ..logs.logformat import LogFormat
 from ..logs.parse import LineParser, ParsedChunk
+from . import fast
 from .sketch import DistinctCounter, TopCounter
 from .snapshot import Snapshot, TopEntry, subnet_of
 
@@ -84,6 +85,11 @@ class TrafficStats:
         self.top = {d: TopCounter(cap) for d in self._get}
         self.nets = TopCounter(cap)
         self.distinct: DistinctCounter | None = None  # history mode, once "client" is pruned
+        # History mode of a plain `combined` log: the optional C extension counts whole chunks.
+        self._fast = window is None and since is None and fast.available()
+        self._fast = self._fast and fast.supports(self.format)
+        self.hll: bytearray | None = fast.new_hll() if self._fast else None
+        """History mode with the extension: a HyperLogLog of every client, for unique_ips."""
         self.ring: dict[int, SecondBucket] = {}
         self._order: deque[int] = deque()
         self.servers: dict[str, ServerTotals] = {}
@@ -95,18 +101,45 @@ class TrafficStats:
         self.status_total: Counter[bytes] = Counter()
 
     # ----------------------------------------------------------------- feeding
-    def add_chunk(self, chunk: bytes, server: str = "") -> ParsedChunk:
+    def add_chunk(self, chunk: bytes, server: str = "") -> None:
         """Parse and count a chunk of complete lines read from ``server``."""
-        parsed = self.parser.parse(chunk)
-        self.add(parsed, server)
-        return parsed
+        if self._fast and b"/0000:" not in chunk:  # year 0000 has no epoch: Python path
+            self._add_fast(chunk, server)
+        else:
+            self.add(self.parser.parse(chunk), server)
+
+    def _add_fast(self, chunk: bytes, server: str) -> None:
+        """The C extension's equivalent of ``add(parser.parse(chunk))`` in history mode."""
+        per_second: Counter[tuple[bytes, bytes]] = Counter()
+        others: Counter[bytes] = Counter()
+        top = self.top
+        lines, parsed = fast.count_combined(
+            chunk, top["client"].counts, self.nets.counts, others, top["path"].counts,
+            top["agent"].counts, top["method"].counts, per_second, self.hll,
+        )  # fmt: skip
+        for client, n in others.items():  # IPv6 (and non-IP) clients: /48 in Python
+            self.nets.counts[subnet_of(client)] += n
+        for counter in (*top.values(), self.nets):
+            if len(counter) > counter.cap:
+                counter.prune()
+        unparsed, samples = 0, list[str]()
+        if parsed < lines:
+            lines, unparsed, samples = self.parser.account(chunk, lines, parsed)
+        self._account(server, lines, unparsed, samples)
+        if parsed:
+            seconds = {t: self.parser.epoch(t) for t, _ in per_second}
+            self._count_seconds(self.servers[server], parsed, per_second, seconds)
+
+    def _account(self, server: str, lines: int, unparsed: int, samples: list[str]) -> ServerTotals:
+        totals = self.servers.setdefault(server, ServerTotals())
+        totals.unparsed += unparsed
+        totals.lines += lines
+        self.unparsed += unparsed
+        self.unparsed_samples.extend(samples)
+        return totals
 
     def add(self, parsed: ParsedChunk, server: str = "") -> None:
-        totals = self.servers.setdefault(server, ServerTotals())
-        totals.unparsed += parsed.unparsed
-        totals.lines += parsed.lines
-        self.unparsed += parsed.unparsed
-        self.unparsed_samples.extend(parsed.unparsed_samples)
+        totals = self._account(server, parsed.lines, parsed.unparsed, parsed.unparsed_samples)
         rows = parsed.rows
         if not rows:
             return
@@ -122,25 +155,35 @@ class TrafficStats:
             self.unparsed += bad
             if not rows:
                 return
-        totals.requests += len(rows)
-        self.requests += len(rows)
-        for (t, status), n in per_second.items():
-            sec = seconds[t]
-            assert sec is not None
-            bucket = self._bucket(sec)
-            bucket.requests += n
-            cls = status[0] - 49  # b"2" -> 1
-            if 0 <= cls < 5:
-                bucket.classes[cls] += n
-            self.status_total[status] += n
-        valid = [sec for sec in (seconds[t] for t, _ in per_second) if sec is not None]
-        lo, hi = min(valid), max(valid)
-        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
-        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
+        self._count_seconds(totals, len(rows), per_second, seconds)
         if self.window is None:
             self._count_history(rows)
         else:
             self._count_live(rows, seconds)
+
+    def _count_seconds(
+        self,
+        totals: ServerTotals,
+        n: int,
+        per_second: Counter[tuple[bytes, bytes]],
+        seconds: dict[bytes, int | None],
+    ) -> None:
+        """Requests, status classes per second and status totals of ``n`` counted rows."""
+        totals.requests += n
+        self.requests += n
+        for (t, status), count in per_second.items():
+            sec = seconds[t]
+            assert sec is not None
+            bucket = self._bucket(sec)
+            bucket.requests += count
+            cls = status[0] - 49  # b"2" -> 1
+            if 0 <= cls < 5:
+                bucket.classes[cls] += count
+            self.status_total[status] += count
+        valid = [sec for sec in (seconds[t] for t, _ in per_second) if sec is not None]
+        lo, hi = min(valid), max(valid)
+        self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
+        self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
 
     def _keep_recent(
         self,
@@ -166,7 +209,11 @@ class TrafficStats:
             if dim == "status":
                 continue  # exact in status_total
             counter = self.top[dim]
-            if dim == "client" and self.distinct is None and len(counter) + len(rows) > counter.cap:
+            if dim == "client" and self.hll is not None:
+                fast.hll_add(self.hll, set(map(get, rows)))
+            elif (
+                dim == "client" and self.distinct is None and len(counter) + len(rows) > counter.cap
+            ):
                 self.distinct = DistinctCounter()
                 self.distinct.add_many(counter.counts)
             counter.update(map(get, rows))
@@ -306,12 +353,13 @@ class TrafficStats:
                 t_from = t_to = float(self.since if self.since is not None else now)
             span = max(t_to - t_from + 1, 1.0) if requests else 0.0
             rps = requests / span if span else 0.0
-            exact_ips = self.distinct is None
-            unique = (
-                len(self.top["client"])
-                if exact_ips
-                else (self.distinct.estimate() if self.distinct is not None else 0)
-            )
+            exact_ips = not self.top["client"].estimated
+            if exact_ips:
+                unique = len(self.top["client"])
+            elif self.hll is not None:
+                unique = fast.hll_estimate(self.hll)
+            else:
+                unique = self.distinct.estimate() if self.distinct is not None else 0
         ring_end = int(now) if self.window is not None else (self.last_ts or int(now))
         per_second = tuple(
             self.ring[s].requests if s in self.ring else 0
