@@ -1,0 +1,185 @@
+"""``opsconsole check [--json]``: health of every server and service, once (DESIGN §6, §7).
+
+A thin front end over :func:`opsconsole.health.check_fleet`: connections come from the
+:class:`~opsconsole.transport.pool.ConnectionPool`, every server and service is checked in
+parallel, a progress line goes to stderr when stderr is a terminal, and the result goes to stdout
+as a table that fits 80 columns or, with ``--json``, as the object of DESIGN §7 (shape defined in
+:mod:`opsconsole.health.report`).  Exit status: 0 all healthy, 1 anything degraded or down, 2 a
+config error (raised by the loader, printed by the CLI frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import textwrap
+from typing import Any, TextIO
+
+from ..config import Config, load_config
+from ..health import FleetHealth, HostMetrics, Status, check_fleet, fleet_to_json
+from ..health.check import Progress
+from ..transport.pool import ConnectionPool
+
+WIDTH = 80
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="health of every server and service, once",
+        description=(
+            "Check every configured server (over SSH: load, CPU, memory, disk, nginx, TCP "
+            "connection states, top client addresses) and every service URL (HTTP status, "
+            "latency, TLS certificate), all in parallel. Exit status: 0 all healthy, 1 something "
+            "is degraded or down, 2 bad config."
+        ),
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    progress = _progress_line(sys.stderr) if sys.stderr.isatty() else None
+    fleet = asyncio.run(check(config, progress))
+    if progress is not None:
+        sys.stderr.write("\r" + " " * (WIDTH - 1) + "\r")
+        sys.stderr.flush()
+    if args.json:
+        json.dump(fleet_to_json(fleet), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render_table(fleet))
+        bad = _problems(fleet)
+        if bad:
+            print(f"opsconsole: not healthy: {', '.join(bad)}", file=sys.stderr)
+    return 0 if fleet.healthy else 1
+
+
+async def check(config: Config, progress: Progress | None = None) -> FleetHealth:
+    # One-shot: a couple of attempts per server, so the report gives the real reason quickly.
+    pool = ConnectionPool(config.servers, max_attempts=2, connect_timeout=config.health.timeout)
+    try:
+        return await check_fleet(config, pool, on_progress=progress)
+    finally:
+        await pool.close()
+
+
+def _progress_line(stream: TextIO) -> Progress:
+    def show(done: int, total: int, name: str) -> None:
+        text = f"checking {done}/{total}: {name} done"[: WIDTH - 1]
+        stream.write("\r" + text.ljust(WIDTH - 1))
+        stream.flush()
+
+    return show
+
+
+def _problems(fleet: FleetHealth) -> list[str]:
+    out = [f"{n} {s.status}" for n, s in fleet.servers.items() if s.status is not Status.OK]
+    out += [
+        f"{n} {s.status}"
+        for n, s in fleet.services.items()
+        if s.status not in (Status.OK, Status.UNKNOWN)
+    ]
+    return out
+
+
+def _fit(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _num(value: float | None, fmt: str = "{:.0f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _host_cells(m: HostMetrics | None) -> list[str]:
+    if m is None:
+        return ["-"] * 8
+    tcp = m.tcp or {}
+    top = m.top_connections[0] if m.top_connections else None
+    return [
+        m.nginx_state if m.nginx is not None else "-",
+        _num(m.load[0] if m.load else None, "{:.2f}"),
+        _num(m.cpu_percent),
+        _num(m.memory_percent),
+        _num(m.disk_percent),
+        str(tcp["ESTABLISHED"]) if "ESTABLISHED" in tcp else "-",
+        str(tcp["SYN_RECV"]) if "SYN_RECV" in tcp else "-",
+        f"{top[0]} ({top[1]})" if top else "-",
+    ]
+
+
+# (title, width, right-aligned); the last column takes what is left of the 80.
+SERVER_COLUMNS = [
+    ("SERVER", 10, False),
+    ("STATUS", 7, False),
+    ("NGINX", 8, False),
+    ("LOAD", 5, True),
+    ("CPU%", 4, True),
+    ("MEM%", 4, True),
+    ("DISK%", 5, True),
+    ("ESTAB", 6, True),
+    ("SYNRCV", 6, True),
+    ("TOP CLIENT", 0, False),
+]
+SERVICE_COLUMNS = [
+    ("SERVICE", 10, False),
+    ("STATUS", 7, False),
+    ("HTTP", 4, True),
+    ("LATENCY", 8, True),
+    ("TLS", 4, True),
+    ("URL", 0, False),
+]
+
+
+def _row(columns: list[tuple[str, int, bool]], cells: list[str]) -> str:
+    used = sum(w + 1 for _, w, _ in columns[:-1])
+    out = []
+    for (_, width, right), cell in zip(columns, cells, strict=True):
+        width = width or WIDTH - 1 - used
+        cell = _fit(cell, width)
+        out.append(cell.rjust(width) if right else cell.ljust(width))
+    return " ".join(out).rstrip()
+
+
+def _detail(reasons: tuple[str, ...]) -> list[str]:
+    """Reasons under their row, wrapped (an ssh error is worth reading in full)."""
+    indent = " " * 11
+    return [
+        line
+        for r in reasons
+        for line in textwrap.wrap(
+            r,
+            WIDTH - 1,
+            initial_indent=indent,
+            subsequent_indent=indent + "  ",
+            max_lines=4,
+            placeholder=" …",
+        )
+    ]
+
+
+def render_table(fleet: FleetHealth) -> str:
+    """The human report: one line per server and service, reasons indented under problems."""
+    lines = [_row(SERVER_COLUMNS, [t for t, _, _ in SERVER_COLUMNS])]
+    for name, s in fleet.servers.items():
+        lines.append(_row(SERVER_COLUMNS, [name, s.status.value, *_host_cells(s.metrics)]))
+        lines += _detail(s.reasons)
+    lines.append("")
+    lines.append(_row(SERVICE_COLUMNS, [t for t, _, _ in SERVICE_COLUMNS]))
+    for name, v in fleet.services.items():
+        p = v.probe
+        cells = [
+            name,
+            v.status.value,
+            str(p.http_status) if p and p.http_status is not None else "-",
+            f"{p.latency_ms:.0f} ms" if p and p.latency_ms is not None else "-",
+            f"{p.tls_days_left}d" if p and p.tls_days_left is not None else "-",
+            v.url or "(no url)",
+        ]
+        lines.append(_row(SERVICE_COLUMNS, cells))
+        reasons = v.reasons if v.status is not Status.UNKNOWN else ()
+        lines += _detail(reasons)
+    return "\n".join(lines) + "\n"
