@@ -1,0 +1,253 @@
+"""The apply pipeline: an edit, rendered, checked and applied on every server of a service.
+
+Front ends call :func:`apply_change` with an edit (:mod:`.edits`: block, filter, limit,
+maintenance…) and one :class:`~opsconsole.transport.base.Transport` per server; ``confirm`` and
+``rollback`` are in :mod:`.settle`, reading the state in :mod:`.remote`.  Servers run in parallel
+and each gets a :class:`~.report.ServerResult`.  Per server (the shell half is in
+:mod:`.serverside`):
+
+1. read the state (with its SHA-256), the running nginx masters and any pending markers;
+2. apply the edit to that server's state, drop expired blocks, render (:mod:`.render`);
+3. send the files as a tar stream to the server-side program, which takes the ``flock``, refuses if
+   the state changed since step 1 (compare-and-swap on the file's hash), switches all files at once,
+   runs ``nginx_test``, reloads and waits for new worker processes, arms the commit-confirmed timer,
+   and appends the server's audit line — reverting the files and reporting nginx's message on any
+   failure;
+4. append the event to the local audit trail.
+
+Commands are argument vectors; the configured ``nginx_test``/``nginx_reload`` strings are passed as
+data and run by ``sh -c`` on the server.  Never imports a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import io
+import math
+import secrets
+import tarfile
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ServerConfig, ServiceConfig
+from ..errors import OperationError, UsageError
+from ..transport.base import Transport, TransportError
+from . import audit, serverside, validate
+from .edits import Edit
+from .remote import ServerRead, choose_master, read_server, run_step, service_of, step_result
+from .render import check_control_dir, render
+from .report import ApplyReport, ServerResult
+from .state import ControlState, drop_expired, risk, state_to_json, utc_text
+
+DEFAULT_CONFIRM = 120.0
+"""Commit-confirmed window (seconds) used when a risky change is applied without an explicit one."""
+MAX_CONFIRM = 86400.0
+
+
+def _tarball(files: Mapping[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, text in files.items():
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def rendered_diff(before: ControlState, after: ControlState, service: str, cdir: str) -> str:
+    """Unified diff of the three rendered files (what ``--dry-run`` prints)."""
+    old, new = render(before, service, cdir).files(), render(after, service, cdir).files()
+    out: list[str] = []
+    for suffix in old:
+        name = f"{cdir}/{service}.{suffix}"
+        out.extend(
+            difflib.unified_diff(
+                old[suffix].splitlines(keepends=True),
+                new[suffix].splitlines(keepends=True),
+                fromfile=name,
+                tofile=name + " (new)",
+            )
+        )
+    return "".join(out)
+
+
+async def _recover(
+    transport: Transport,
+    service: ServiceConfig,
+    server: ServerConfig,
+    read: ServerRead,
+    pid_file: str | None,
+) -> ServerRead:
+    """An earlier apply was interrupted: let the server roll it back, then read again."""
+    name = server.name
+    argv = serverside.command(
+        "recover",
+        check_control_dir(service.control_dir_on(name)),
+        service.name,
+        name,
+        str(choose_master(read, service.nginx_test_on(name), name)),
+        service.nginx_test_on(name),
+        service.nginx_reload_on(name),
+    )
+    res = await run_step(transport, argv)
+    if not res.ok:
+        raise OperationError(f"could not recover an interrupted apply: {res.error_text()}")
+    return await read_server(transport, service, server, pid_file)
+
+
+async def apply_on_server(
+    transport: Transport,
+    service: ServiceConfig,
+    server: ServerConfig,
+    edit: Edit,
+    *,
+    operator: str,
+    now: datetime,
+    dry_run: bool = False,
+    confirm_within: float | None = None,
+    expected_version: int | None = None,
+    pid_file: str | None = None,
+) -> tuple[ServerResult, dict[str, Any] | None]:
+    """Steps 1-3 on one server: its result and the audit event to keep locally (None: no event)."""
+    started = time.monotonic()
+    name = server.name
+    cdir = check_control_dir(service.control_dir_on(name))
+    ev = audit.event(
+        when=now,
+        operator=operator,
+        service=service.name,
+        server=name,
+        action=edit.action,
+        diff=None,
+    )
+    before_version: int | None = None
+    recovered = sent = False
+    try:
+        read = await read_server(transport, service, server, pid_file)
+        recovered = read.pending
+        if recovered:
+            read = await _recover(transport, service, server, read, pid_file)
+        before = read.state
+        before_version = before.version
+        if expected_version is not None and before.version != expected_version:
+            raise OperationError(
+                f"the controls of {service.name} on {name} were changed by "
+                f"{before.updated_by or 'another console'} at {before.updated_at or '?'} (now "
+                f"version {before.version}, expected {expected_version}): re-read and try again"
+            )
+        after = drop_expired(edit.apply(before, operator, now), now)
+        if after.content_equals(before):
+            unchanged = ServerResult(name, "unchanged", before_version=before.version)
+            return replace(unchanged, after_version=before.version, recovered=recovered), None
+        after = replace(
+            after, version=before.version + 1, updated_by=operator, updated_at=utc_text(now)
+        )
+        if dry_run:
+            diff = rendered_diff(before, after, service.name, cdir)
+            return ServerResult(
+                name,
+                "dry-run",
+                before_version=before.version,
+                after_version=after.version,
+                diff=diff,
+            ), None
+        window = confirm_within
+        if window is None:
+            window = DEFAULT_CONFIRM if risk(before, after) else 0.0
+        master = choose_master(read, service.nginx_test_on(name), name)
+        ev["diff"] = audit.state_diff(before, after)
+        files = dict(render(after, service.name, cdir).files())
+        files["state.json"] = state_to_json(after)
+        files["audit.json"] = audit.server_prefix(ev)
+        argv = serverside.command(
+            "apply",
+            cdir,
+            service.name,
+            name,
+            secrets.token_hex(6),
+            read.sha,
+            str(master),
+            service.nginx_test_on(name),
+            service.nginx_reload_on(name),
+            str(math.ceil(window)),
+        )
+        sent = True
+        res = await run_step(transport, argv, _tarball(files))
+    except (OperationError, UsageError, TransportError) as e:
+        reason = str(e)
+        if sent and isinstance(e, TransportError):
+            reason += (
+                " (during the apply: the server either finished the change, or the next "
+                f"operation rolls it back; `opsconsole controls {service.name}` shows which)"
+            )
+        result = ServerResult(name, "failed", reason, before_version=before_version)
+    else:
+        result = step_result(res, service.name, name, before.version, after.version)
+    result = replace(
+        result,
+        total_ms=int((time.monotonic() - started) * 1000),
+        recovered=result.recovered or recovered,
+    )
+    ev.update(
+        before_version=result.before_version,
+        after_version=result.after_version,
+        result=result.status,
+        reason=result.reason or None,
+        rolled_back=result.rolled_back,
+    )
+    return result, ev
+
+
+async def apply_change(
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    edit: Edit,
+    *,
+    operator: str,
+    dry_run: bool = False,
+    confirm_within: float | None = None,
+    expected_version: int | None = None,
+    audit_trail: Path | None = None,
+    now: datetime | None = None,
+    pid_files: Mapping[str, str] | None = None,
+) -> ApplyReport:
+    """Apply ``edit`` to ``service`` on all its servers in parallel.
+
+    ``confirm_within``: None applies the default policy (``DEFAULT_CONFIRM`` seconds for risky
+    changes, see :func:`.state.risk`), 0 disables commit-confirmed, N > 0 seconds enables it.
+    ``expected_version`` refuses servers whose state moved past the version the operator saw.
+    ``dry_run`` renders and diffs, changes nothing, writes no audit event.
+    """
+    svc = service_of(config, service, transports)
+    operator = validate.operator(operator)
+    if confirm_within is not None and not 0 <= confirm_within <= MAX_CONFIRM:
+        raise UsageError(f"confirm-within {confirm_within!r}: expected 0 to {MAX_CONFIRM:.0f} s")
+    when = (now or datetime.now(UTC)).replace(microsecond=0)
+    results = await asyncio.gather(
+        *(
+            apply_on_server(
+                transports[name],
+                svc,
+                config.servers[name],
+                edit,
+                operator=operator,
+                now=when,
+                dry_run=dry_run,
+                confirm_within=confirm_within,
+                expected_version=expected_version,
+                pid_file=(pid_files or {}).get(name),
+            )
+            for name in svc.servers
+        )
+    )
+    events = [ev for _, ev in results if ev is not None]
+    if events:
+        audit.append_local(audit_trail or audit.default_trail(), events)
+    return ApplyReport(service, edit.action, dry_run, {r.server: r for r, _ in results})

@@ -1,0 +1,230 @@
+"""Talking to one server about a service's controls: run a step of the server-side program,
+read the state it holds, find the nginx master that serves the site, interpret a step's outcome.
+
+Used by :mod:`.apply` and :mod:`.settle`; front ends call :func:`read_controls` for
+``controls SERVICE``.  Commands are argument vectors built by :mod:`.serverside` (``sudo -n``
+where the server's config asks for it, by the transport).  Never imports a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import Config, ServerConfig, ServiceConfig
+from ..errors import OperationError, UsageError
+from ..transport.base import RunResult, Transport, TransportError
+from . import serverside
+from .render import check_control_dir
+from .report import ControlsReport, ServerControls, ServerResult
+from .state import ControlState, state_from_json, utc_text
+
+TIMEOUT = 180.0
+"""Upper bound of one server-side step: lock wait + nginx -t + reload on a large config."""
+
+
+@dataclass(frozen=True)
+class ServerRead:
+    """What step 1 learned about one server."""
+
+    state: ControlState
+    sha: str
+    """SHA-256 of the state file as read, or ``none``: the compare-and-swap token."""
+    masters: tuple[tuple[int, str], ...]
+    pidfile_pid: int | None
+    pending: bool
+    confirm: tuple[str, ...] | None
+    """(token, old generation, deadline epoch, version, timer pid) of a change awaiting confirm."""
+
+
+async def run_step(transport: Transport, argv: list[str], data: bytes | None = None) -> RunResult:
+    """Run one step; ``privileged``: under ``sudo -n`` where the server is configured for it."""
+    return await transport.run(
+        argv, input=data if data is not None else b"", timeout=TIMEOUT, privileged=True
+    )
+
+
+async def read_server(
+    transport: Transport, service: ServiceConfig, server: ServerConfig, pid_file: str | None = None
+) -> ServerRead:
+    """Step 1.  Raises OperationError (unreadable or invalid state) or TransportError."""
+    cdir = check_control_dir(service.control_dir_on(server.name))
+    argv = serverside.command("read", cdir, service.name, server.name, pid_file or "")
+    res = await run_step(transport, argv)
+    if not res.ok:
+        raise OperationError(f"cannot read the controls of {service.name}: {res.error_text()}")
+    head, sep, body = res.stdout.partition(b"OPSC state\n")
+    masters: list[tuple[int, str]] = []
+    pidfile_pid = None
+    pending = False
+    confirm = None
+    for line in head.decode("utf-8", "replace").splitlines():
+        words = line.split(" ", 2)
+        if words[:2] == ["OPSC", "master"] and len(words) == 3:
+            pid, _, cmdline = words[2].partition(" ")
+            if pid.isdigit():
+                masters.append((int(pid), cmdline.strip()))
+        elif words[:2] == ["OPSC", "pidfile"]:
+            text = words[2].strip() if len(words) == 3 else ""
+            pidfile_pid = int(text) if text.isdigit() else None
+        elif line == "OPSC pending":
+            pending = True
+        elif words[:2] == ["OPSC", "confirm"] and len(words) == 3:
+            confirm = tuple(words[2].split())
+    if not sep or not body:
+        state, sha = ControlState(), "none"
+    else:
+        sha = hashlib.sha256(body).hexdigest()
+        try:
+            state = state_from_json(body)
+        except UsageError as e:
+            raise OperationError(
+                f"the state file of {service.name} on {server.name} is invalid ({e}); "
+                "fix or remove it"
+            ) from None
+    return ServerRead(state, sha, tuple(masters), pidfile_pid, pending, confirm)
+
+
+def _nginx_location(words: list[str]) -> tuple[str | None, str | None]:
+    """The ``-p`` prefix and ``-c`` file named in an nginx command line."""
+    found: dict[str, str] = {}
+    for i, w in enumerate(words):
+        for flag in ("-p", "-c"):
+            if w == flag and i + 1 < len(words):
+                found[flag] = words[i + 1]
+            elif w.startswith(flag) and len(w) > 2 and w[1] == flag[1]:
+                found[flag] = w[2:]
+    prefix = found.get("-p")
+    return (prefix.rstrip("/") or "/" if prefix else None), found.get("-c")
+
+
+def choose_master(read: ServerRead, nginx_test: str, where: str) -> int:
+    """The master PID of the nginx that serves this service: from the pid file when one was given,
+    the only master running, or the one started with the same ``-p``/``-c`` as ``nginx_test``."""
+    pids = {pid for pid, _ in read.masters}
+    if read.pidfile_pid is not None:
+        if read.pidfile_pid not in pids:
+            raise OperationError(f"{where}: the nginx pid file names no running nginx master")
+        return read.pidfile_pid
+    if not read.masters:
+        raise OperationError(f"{where}: nginx is not running (no nginx master process)")
+    if len(read.masters) == 1:
+        return read.masters[0][0]
+    try:
+        want = _nginx_location(shlex.split(nginx_test))
+    except ValueError:
+        want = (None, None)
+    same = [
+        pid
+        for pid, cmd in read.masters
+        if want != (None, None) and _nginx_location(cmd.split()) == want
+    ]
+    if len(same) == 1:
+        return same[0]
+    raise OperationError(
+        f"{where}: {len(read.masters)} nginx masters are running and nginx_test does not say "
+        "which serves this site (give its -p/-c, or a pid file)"
+    )
+
+
+def opsc_lines(stdout: bytes) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in stdout.decode("utf-8", "replace").splitlines():
+        if line.startswith("OPSC "):
+            word, _, rest = line[5:].partition(" ")
+            out[word] = rest
+    return out
+
+
+def service_of(config: Config, service: str, transports: Mapping[str, Transport]) -> ServiceConfig:
+    svc = config.service(service)
+    missing = [s for s in svc.servers if s not in transports]
+    if missing:
+        raise UsageError(f"no connection to {', '.join(missing)} for service {service}")
+    return svc
+
+
+def _stale_reason(stdout: bytes, service: str, server: str) -> str:
+    text = stdout.decode("utf-8", "replace").split("OPSC stale\n", 1)[-1].strip().rstrip(",")
+    try:
+        info: dict[str, Any] = json.loads("{" + text + "}") if text else {}
+    except ValueError:
+        info = {}
+    who = info.get("updated_by") or "another console"
+    when = info.get("updated_at") or "an unknown time"
+    return (
+        f"the controls of {service} on {server} were changed by {who} at {when} (now version "
+        f"{info.get('version', '?')}) while this change was prepared: re-read and try again"
+    )
+
+
+_EXIT_REASONS = {
+    73: "nothing to roll back",
+    74: "a commit-confirmed change awaits confirmation",
+    75: "the control lock is busy",
+    79: "control directory problem",
+}
+
+
+def step_result(res: RunResult, service: str, server: str, bv: int, av: int) -> ServerResult:
+    info = opsc_lines(res.stdout)
+    recovered = "recovered" in info
+    if res.exit_status == 0 and "ok" in info:
+        timings = dict(w.split("=", 1) for w in info["ok"].split() if "=" in w)
+        deadline = info.get("confirm-by")
+        return ServerResult(
+            server,
+            "ok",
+            before_version=bv,
+            after_version=av,
+            recovered=recovered,
+            confirm_deadline=utc_text(datetime.fromtimestamp(int(deadline), UTC))
+            if deadline and deadline.isdigit()
+            else None,
+            test_ms=int(timings.get("test_ms", "0")),
+            reload_ms=int(timings.get("reload_ms", "0")),
+        )
+    if res.exit_status == 76:
+        reason = _stale_reason(res.stdout, service, server)
+    elif res.exit_status == 77:
+        reason = f"nginx -t refused the new configuration: {res.error_text()}"
+    elif res.exit_status == 78:
+        reason = f"reload failed: {res.error_text()}"
+    else:
+        base = _EXIT_REASONS.get(res.exit_status, f"exit status {res.exit_status}")
+        reason = res.error_text() if (res.stderr or res.stdout) else base
+    return ServerResult(
+        server,
+        "failed",
+        reason,
+        rolled_back=res.exit_status in (77, 78),
+        before_version=bv,
+        after_version=bv,
+        recovered=recovered,
+    )
+
+
+async def read_controls(
+    config: Config, service: str, transports: Mapping[str, Transport]
+) -> ControlsReport:
+    """The control state of ``service`` on each of its servers (``controls SERVICE``)."""
+    svc = service_of(config, service, transports)
+
+    async def one(name: str) -> ServerControls:
+        try:
+            r = await read_server(transports[name], svc, config.servers[name])
+        except (OperationError, UsageError, TransportError) as e:
+            return ServerControls(name, None, str(e))
+        deadline = None
+        if r.confirm and len(r.confirm) > 2 and r.confirm[2].isdigit():
+            deadline = utc_text(datetime.fromtimestamp(int(r.confirm[2]), UTC))
+        return ServerControls(name, r.state, None, r.pending, deadline)
+
+    states = await asyncio.gather(*(one(n) for n in svc.servers))
+    return ControlsReport(service, {s.server: s for s in states})

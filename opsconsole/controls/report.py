@@ -1,0 +1,137 @@
+"""Results of control operations, per server and per service, as the front ends show them.
+
+Returned by :mod:`.apply` (``apply_change``, ``confirm_change``, ``rollback_change``,
+``read_controls``); the CLI prints :meth:`ApplyReport.to_dict` as JSON and exits with
+:attr:`ApplyReport.exit_status` (0 done, 1 failed on a server).  Standard library and ``.state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import OperationError
+from .state import ControlState, state_to_dict
+
+OK_STATUSES = frozenset({"ok", "unchanged", "dry-run", "confirmed", "rolled-back", "nothing"})
+
+
+@dataclass(frozen=True)
+class ServerResult:
+    """What happened on one server."""
+
+    server: str
+    status: str
+    """ok, unchanged (nothing to do), dry-run, confirmed, rolled-back, nothing (to confirm),
+    or failed."""
+    reason: str = ""
+    """Why it failed, in the server's own words where there are some (nginx's message)."""
+    rolled_back: bool = False
+    """True when new files had been put in place and were reverted."""
+    before_version: int | None = None
+    after_version: int | None = None
+    confirm_deadline: str | None = None
+    """UTC time by which ``confirm`` must arrive, or the server reverts by itself."""
+    diff: str = ""
+    """Unified diff of the rendered files (dry run)."""
+    recovered: bool = False
+    """An earlier apply on this server had been interrupted and was rolled back first."""
+    test_ms: int | None = None
+    reload_ms: int | None = None
+    total_ms: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "ok": self.ok,
+            "reason": self.reason or None,
+            "rolled_back": self.rolled_back,
+            "before_version": self.before_version,
+            "after_version": self.after_version,
+            "confirm_deadline": self.confirm_deadline,
+            "recovered": self.recovered,
+            "diff": self.diff or None,
+            "timings_ms": {"test": self.test_ms, "reload": self.reload_ms, "total": self.total_ms},
+        }
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """One operation on every server of a service."""
+
+    service: str
+    action: str
+    dry_run: bool = False
+    results: dict[str, ServerResult] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results.values())
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.ok else 1
+
+    def failures(self) -> list[ServerResult]:
+        return [r for r in self.results.values() if not r.ok]
+
+    def raise_for_failures(self) -> None:
+        """Raise OperationError (exit 1) naming each failed server and its reason."""
+        bad = self.failures()
+        if bad:
+            lines = [
+                f"{r.server}: {r.reason}" + (" (rolled back)" if r.rolled_back else "") for r in bad
+            ]
+            raise OperationError(f"{self.action} on {self.service} failed:\n" + "\n".join(lines))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service,
+            "action": self.action,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "servers": {name: r.to_dict() for name, r in self.results.items()},
+        }
+
+
+@dataclass(frozen=True)
+class ServerControls:
+    """The control state one server holds, or why it could not be read."""
+
+    server: str
+    state: ControlState | None
+    error: str | None = None
+    pending: bool = False
+    """An interrupted apply is waiting to be rolled back by the next operation."""
+    confirm_deadline: str | None = None
+    """A commit-confirmed change awaits ``confirm`` until then."""
+
+
+@dataclass(frozen=True)
+class ControlsReport:
+    """``controls SERVICE``: the state on every server and whether they agree."""
+
+    service: str
+    servers: dict[str, ServerControls]
+
+    @property
+    def consistent(self) -> bool:
+        states = [s.state for s in self.servers.values()]
+        if any(s is None for s in states):
+            return False
+        first = states[0]
+        return all(first is not None and s is not None and s.content_equals(first) for s in states)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, s in self.servers.items():
+            d: dict[str, Any] = state_to_dict(s.state) if s.state is not None else {}
+            d["error"] = s.error
+            d["pending"] = s.pending
+            d["confirm_deadline"] = s.confirm_deadline
+            out[name] = d
+        return {"service": self.service, "consistent": self.consistent, "servers": out}

@@ -1,0 +1,153 @@
+"""Settling a commit-confirmed change: ``confirm`` keeps it, ``rollback`` reverts at once.
+
+Front ends call :func:`confirm_change` and :func:`rollback_change`; both run one step of the
+server-side program (:mod:`.serverside`) on every server of the service, in parallel, under the
+same lock as an apply, and write an audit event on the server and locally.  ``rollback`` without a
+pending change reverts the last applied change (once).  Never imports a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import Config, ServerConfig, ServiceConfig
+from ..errors import OperationError, UsageError
+from ..transport.base import Transport, TransportError
+from . import audit, serverside, validate
+from .remote import choose_master, opsc_lines, read_server, run_step, service_of, step_result
+from .render import check_control_dir
+from .report import ApplyReport, ServerResult
+
+
+async def _settle_on_server(
+    mode: str,
+    transport: Transport,
+    svc: ServiceConfig,
+    server: ServerConfig,
+    operator: str,
+    now: datetime,
+    pid_file: str | None,
+) -> tuple[ServerResult, dict[str, Any]]:
+    name = server.name
+    ev = audit.event(
+        when=now, operator=operator, service=svc.name, server=name, action=mode, diff=None
+    )
+    try:
+        cdir = check_control_dir(svc.control_dir_on(name))
+        read = await read_server(transport, svc, server, pid_file)
+        try:
+            master = choose_master(read, svc.nginx_test_on(name), name)
+        except OperationError:
+            if mode == "rollback":
+                raise
+            master = 0
+        argv = serverside.command(
+            mode,
+            cdir,
+            svc.name,
+            name,
+            str(master),
+            svc.nginx_test_on(name),
+            svc.nginx_reload_on(name),
+        )
+        res = await run_step(transport, argv, audit.server_prefix(ev).encode())
+    except (OperationError, UsageError, TransportError) as e:
+        result = ServerResult(name, "failed", str(e))
+    else:
+        info = opsc_lines(res.stdout)
+        if res.exit_status == 0 and "nothing" in info:
+            result = ServerResult(name, "nothing", "no change awaits confirmation")
+        elif res.exit_status == 0 and "confirmed" in info:
+            v = int(info["confirmed"]) if info["confirmed"].isdigit() else None
+            result = ServerResult(name, "confirmed", before_version=v, after_version=v)
+        elif res.exit_status == 0 and "reverted" in info:
+            bv, _, av = info["reverted"].partition(" ")
+            result = ServerResult(
+                name,
+                "rolled-back",
+                rolled_back=True,
+                before_version=int(bv) if bv.isdigit() else None,
+                after_version=int(av) if av.isdigit() else None,
+            )
+        else:
+            result = step_result(res, svc.name, name, 0, 0)
+            result = replace(result, before_version=None, after_version=None, rolled_back=False)
+    ev.update(
+        result=result.status,
+        reason=result.reason or None,
+        before_version=result.before_version,
+        after_version=result.after_version,
+    )
+    return result, ev
+
+
+async def _settle(
+    mode: str,
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    *,
+    operator: str,
+    audit_trail: Path | None,
+    pid_files: Mapping[str, str] | None,
+) -> ApplyReport:
+    svc = service_of(config, service, transports)
+    operator = validate.operator(operator)
+    now = datetime.now(UTC).replace(microsecond=0)
+    results = await asyncio.gather(
+        *(
+            _settle_on_server(
+                mode, transports[n], svc, config.servers[n], operator, now, (pid_files or {}).get(n)
+            )
+            for n in svc.servers
+        )
+    )
+    audit.append_local(audit_trail or audit.default_trail(), [ev for _, ev in results])
+    return ApplyReport(service, mode, False, {r.server: r for r, _ in results})
+
+
+async def confirm_change(
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    *,
+    operator: str,
+    audit_trail: Path | None = None,
+    pid_files: Mapping[str, str] | None = None,
+) -> ApplyReport:
+    """Keep the commit-confirmed change on every server (disarms the servers' timers)."""
+    return await _settle(
+        "confirm",
+        config,
+        service,
+        transports,
+        operator=operator,
+        audit_trail=audit_trail,
+        pid_files=pid_files,
+    )
+
+
+async def rollback_change(
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    *,
+    operator: str,
+    audit_trail: Path | None = None,
+    pid_files: Mapping[str, str] | None = None,
+) -> ApplyReport:
+    """Revert at once: the change awaiting confirmation, else the last applied change."""
+    return await _settle(
+        "rollback",
+        config,
+        service,
+        transports,
+        operator=operator,
+        audit_trail=audit_trail,
+        pid_files=pid_files,
+    )
