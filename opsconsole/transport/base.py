@@ -3,13 +3,14 @@
 Callers (the log follower, the controls, the health probes) speak only to :class:`Transport`; they
 never see asyncssh or subprocess.  Commands are argument vectors, never shell strings: the
 implementation quotes each argument (``shlex.join``), so no operator string is ever spliced into a
-shell.  The one exception is :meth:`Transport.run_configured`, for command strings the operator put in
-the config file on purpose (``nginx_test``), which are run with ``sh -c``.
+shell.  The one exception is :meth:`Transport.run_configured`, for command strings the operator put
+in the config file on purpose (``nginx_test``), which are run with ``sh -c``.
 """
 
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,23 +49,44 @@ class Stream(Protocol):
     @property
     def exit_status(self) -> int | None: ...
 
+    async def wait(self, timeout: float | None = None) -> int | None:
+        """Wait until the command has ended (after ``read`` returned ``b""``); its exit status,
+        or None if it ended without one (a dropped link) or ``timeout`` passed first."""
+        ...
+
     async def stderr_text(self) -> str:
         """What the command wrote to stderr so far (for error messages after it ended)."""
         ...
 
 
 class Transport(Protocol):
-    """A connection to one server."""
+    """A connection to one server.
+
+    ``privileged=True`` asks for the command to run under ``sudo -n`` when the server is configured
+    with ``sudo = true``; otherwise it changes nothing (the command runs as the login user).
+    """
 
     name: str
 
     async def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = 30.0
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 30.0,
+        privileged: bool = False,
     ) -> RunResult:
         """Run a command to completion.  Raises TransportError if the server cannot be reached."""
         ...
 
-    async def open_stream(self, argv: Sequence[str]) -> Stream:
+    async def run_configured(
+        self, command: str, *, timeout: float | None = 30.0, privileged: bool = False
+    ) -> RunResult:
+        """Run a command string the operator wrote in the config file (``nginx_test``) with
+        ``sh -c``.  Never pass anything else here: the string reaches a shell as it is."""
+        ...
+
+    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> Stream:
         """Start a long-running command and return its stdout stream."""
         ...
 
@@ -72,7 +94,14 @@ class Transport(Protocol):
 
 
 class TransportError(Exception):
-    """The server could not be reached or the connection broke (as opposed to a failed command)."""
+    """The server could not be reached or the connection broke (as opposed to a failed command).
+
+    The text is for the operator: it names the server and says what went wrong.
+    """
+
+    retryable: bool = True
+    """False when trying again cannot help until the operator acts (a wrong host key, a refused
+    key): the connection pool then stops retrying instead of hammering the server's auth log."""
 
 
 class LinkState(enum.Enum):
@@ -100,3 +129,28 @@ class ServerStatus:
         else:
             text = self.state.value
         return f"{text}: {self.detail}" if self.detail else text
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter, for reconnecting without synchronised retry storms.
+
+    ``next_delay()`` returns ``initial``, then doubles up to ``maximum``, each value spread by
+    ±``jitter`` (a fraction); ``reset()`` after a success starts again from ``initial``.
+    """
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    _current: float = 0.0
+
+    def next_delay(self) -> float:
+        base = (
+            self.initial if self._current == 0.0 else min(self.maximum, self._current * self.factor)
+        )
+        self._current = base
+        return max(0.0, base * (1.0 + random.uniform(-self.jitter, self.jitter)))
+
+    def reset(self) -> None:
+        self._current = 0.0

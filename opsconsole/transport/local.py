@@ -26,6 +26,11 @@ class LocalStream:
     def exit_status(self) -> int | None:
         return self._proc.returncode
 
+    async def wait(self, timeout: float | None = None) -> int | None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._proc.wait(), timeout)
+        return self._proc.returncode
+
     async def stderr_text(self) -> str:
         if self._proc.stderr is not None and self._proc.returncode is not None:
             with contextlib.suppress(Exception):
@@ -33,6 +38,11 @@ class LocalStream:
         return self._stderr.decode("utf-8", "replace").strip()
 
     async def close(self) -> None:
+        if self._proc.returncode is None and self._proc.stdout and self._proc.stdout.at_eof():
+            # Probably exited already: let asyncio reap it.  terminate() would reap it first
+            # (Popen.send_signal polls), and asyncio would then log "Unknown child process".
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), 1.0)
         if self._proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._proc.terminate()
@@ -45,14 +55,30 @@ class LocalStream:
 
 
 class LocalTransport:
-    """Runs argument vectors on this machine."""
+    """Runs argument vectors on this machine.
 
-    def __init__(self, name: str = "local") -> None:
+    ``sudo=True`` (the server's ``sudo`` setting) prefixes ``sudo -n --`` to privileged commands,
+    as over SSH; otherwise they run as the console's own user.
+    """
+
+    def __init__(self, name: str = "local", *, sudo: bool = False) -> None:
         self.name = name
+        self.sudo = sudo
+
+    def _argv(self, argv: Sequence[str], privileged: bool) -> list[str]:
+        if not argv:
+            raise ValueError("empty command")
+        return ["sudo", "-n", "--", *argv] if privileged and self.sudo else list(argv)
 
     async def run(
-        self, argv: Sequence[str], *, input: bytes | None = None, timeout: float | None = 30.0
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 30.0,
+        privileged: bool = False,
     ) -> RunResult:
+        argv = self._argv(argv, privileged)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
@@ -72,7 +98,13 @@ class LocalTransport:
             raise TransportError(f"{argv[0]} timed out after {timeout:.0f}s") from None
         return RunResult(proc.returncode if proc.returncode is not None else -1, out, err)
 
-    async def open_stream(self, argv: Sequence[str]) -> LocalStream:
+    async def run_configured(
+        self, command: str, *, timeout: float | None = 30.0, privileged: bool = False
+    ) -> RunResult:
+        return await self.run(["sh", "-c", command], timeout=timeout, privileged=privileged)
+
+    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> LocalStream:
+        argv = self._argv(argv, privileged)
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

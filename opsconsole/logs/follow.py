@@ -1,0 +1,545 @@
+"""Follow one access log on one server and deliver every complete line exactly once.
+
+Called by the app core (one :class:`LogFollower` per service and server) and by ``stats --since``
+(:func:`file_size`, :func:`read_range`).  Imports: the standard library, :mod:`opsconsole.errors`
+and :mod:`opsconsole.transport.base`; it reaches the server only through a Transport.
+
+How offsets stay exact:
+
+- The server runs ``tail -c +N -f -- PATH 2>&1`` (``-f`` follows the open file, so lines nginx
+  still writes to a renamed log are read).  Each delivered chunk ends at a newline and advances
+  :attr:`LogFollower.offset`, the end of the last complete line delivered; a partial last line is
+  held back, and a restart resumes at the start of that line.
+- tail's diagnostics arrive in-band (``2>&1``), at their exact place in the byte stream: glibc's
+  ``error()`` flushes stdout before writing to stderr (tests/test_follow_local.py checks it).
+  ``file truncated`` means tail went back to byte 0, so the offset becomes 0 right there.
+- A log line must never pass for a diagnostic: PATH is given to tail in a spelling unique to each
+  stream (64 random ``./`` or ``/`` steps after the root), so a line naming that spelling can only
+  come from tail.  The few diagnostics without a file name count only as a whole line.
+- A stat poll every ``poll_interval`` catches a new inode at PATH (rotation: the old stream drains
+  until idle, the new file is read from 0) and a truncation tail did not report.  On reconnect each
+  file resumes at its offset: at PATH if it is still there, at ``PATH.1`` if it was rotated away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ..errors import OperationError
+from ..transport.base import Backoff, Stream, Transport, TransportError
+
+log = logging.getLogger(__name__)
+
+_TAIL = 'export LC_ALL=C; exec tail -c +"$1" -f -- "$2" 2>&1'
+_STAT = (  # three lines: the server's clock, then PATH and PATH.1, each a stat line or an error
+    'export LC_ALL=C; date +%s; for f in "$1" "$1.1"; do '
+    "stat -L -c '%d:%i %s %Y %F' -- \"$f\" 2>&1; done"
+)
+_RANGE = (
+    'export LC_ALL=C; exec 3<"$1" || exit 66; '
+    'if [ -n "$3" ] && [ "$(stat -L -c %d:%i /dev/fd/3)" != "$3" ]; then '
+    'echo "$1: the file was replaced (rotated)" >&2; exit 65; fi; exec tail -c +"$2" <&3'
+)
+_STAT_LINE = re.compile(r"(\d+:\d+) (\d+) (\d+) (.+)")
+_PATHLESS = (  # tail's messages that name no file: recognised only as a whole line
+    b"tail: inotify cannot be used, reverting to polling\n",
+    b"tail: inotify resources exhausted\n",
+    b"tail: no files remaining\n",
+)
+
+
+class LogFileError(OperationError):
+    """The log cannot be read (missing, not a regular file, no permission, replaced)."""
+
+
+class FollowPhase(enum.Enum):
+    STARTING = "starting"
+    FOLLOWING = "following"
+    WAITING = "waiting for file"
+    RECONNECTING = "reconnecting"
+    ERROR = "error"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class FollowState:
+    phase: FollowPhase
+    detail: str = ""
+    retry_at: float | None = None
+    """time.monotonic() of the next attempt, while RECONNECTING or ERROR."""
+
+    def describe(self) -> str:
+        text = self.phase.value
+        if self.retry_at is not None:
+            text += f" in {max(0.0, self.retry_at - time.monotonic()):.0f}s"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+@dataclass(frozen=True)
+class FileStat:
+    file_id: str
+    """``device:inode``: the identity of a file across renames."""
+    size: int
+    mtime: int
+    kind: str
+
+
+async def file_size(
+    transport: Transport, path: str, *, privileged: bool = False
+) -> tuple[str, int]:
+    """``(file_id, size)`` of the log now; LogFileError if it cannot be examined."""
+    result = await transport.run(
+        ["env", "LC_ALL=C", "stat", "-L", "-c", "%d:%i %s", "--", path], privileged=privileged
+    )
+    if not result.ok:
+        raise LogFileError(f"{transport.name}: {result.error_text()}")
+    file_id, size = result.stdout.decode().split()
+    return file_id, int(size)
+
+
+async def read_range(
+    transport: Transport,
+    path: str,
+    start: int,
+    end: int | None,
+    *,
+    file_id: str | None = None,
+    privileged: bool = False,
+) -> AsyncIterator[bytes]:
+    """Stream the complete lines that *start* in ``[start, end)`` (``end=None``: up to the end).
+
+    Consecutive ranges ``[a, b)``, ``[b, c)`` therefore yield every line once.  A line that starts
+    before ``end`` is read to its newline; a last line without one (being written) is left out.
+    With ``file_id``, a file replaced since it was measured raises LogFileError instead.
+    """
+    if end is not None and end <= start:
+        return
+    first = max(start - 1, 0)  # one byte early: is ``start`` at a line boundary?
+    argv = ["sh", "-c", _RANGE, "sh", path, str(first + 1), file_id or ""]
+    stream = await transport.open_stream(argv, privileged=privileged)
+    try:
+        pos, skip, pending = first, start > 0, bytearray()
+        while data := await stream.read():
+            pending += data
+            if skip:
+                newline = pending.find(b"\n")
+                if newline < 0:
+                    pos, pending = pos + len(pending), bytearray()
+                    continue
+                pos, skip = pos + newline + 1, False
+                del pending[: newline + 1]
+                if end is not None and pos >= end:
+                    return
+            last = pending.rfind(b"\n")
+            if last < 0:
+                continue
+            if end is not None and pos + last + 1 > end:  # up to the line that spans ``end``
+                last = pending.find(b"\n", end - pos - 1)
+            yield bytes(pending[: last + 1])
+            pos += last + 1
+            del pending[: last + 1]
+            if end is not None and pos >= end:
+                return
+        status = await stream.wait(10.0)
+        if status != 0:
+            raise LogFileError(f"{transport.name}: {await stream.stderr_text() or status}")
+    finally:
+        await stream.close()
+
+
+def _spell(path: str) -> str:
+    """PATH as tail will print it: the same file, named in a way no log line can guess."""
+    bits = secrets.randbits(64)
+    steps = "".join("./" if bits >> i & 1 else "/" for i in range(64))
+    return "/" + steps + path.lstrip("/")
+
+
+@dataclass(eq=False)
+class _File:
+    """One file being read: the live log, or an old one drained after a rotation."""
+
+    file_id: str
+    path: str
+    offset: int
+    current: bool = True
+    stream: Stream | None = None
+    reader: asyncio.Task[None] | None = None
+    gen: int = 0
+    spelled: bytes = b""
+    pending: bytearray = field(default_factory=bytearray)
+    skip: bool = False
+    last_data: float = field(default_factory=time.monotonic)
+    message: str = ""
+
+
+Transporter = Callable[[], Awaitable[Transport]]
+
+
+class LogFollower:
+    """Follows ``path`` through the transport that ``get_transport()`` returns (the pool's)."""
+
+    def __init__(
+        self,
+        get_transport: Transporter,
+        path: str,
+        *,
+        start_offset: int | None = None,
+        start_file_id: str | None = None,
+        on_state: Callable[[FollowState], None] | None = None,
+        poll_interval: float = 1.0,
+        drain_idle: float = 5.0,
+        drain_max_idle: float = 60.0,
+        truncate_grace: float = 3.0,
+        privileged: bool = False,
+        backoff: Callable[[], Backoff] = Backoff,
+        error_backoff: Callable[[], Backoff] = lambda: Backoff(initial=5.0, maximum=60.0),
+    ) -> None:
+        """``start_offset=None`` starts at the end of the file; an offset (with ``start_file_id``,
+        the file it belongs to) resumes a saved position.  An old file is closed once idle for
+        ``drain_idle`` s after the new one got data, or ``drain_max_idle`` s anyway."""
+        self._get_transport = get_transport
+        self.path = path
+        self._start = (start_offset, start_file_id)
+        self._on_state = on_state
+        self.poll_interval = poll_interval
+        self.drain_idle, self.drain_max_idle = drain_idle, drain_max_idle
+        self.truncate_grace = truncate_grace
+        self._privileged = privileged
+        self._backoff, self._error_backoff = backoff(), error_backoff()
+        self.state = FollowState(FollowPhase.STARTING)
+        self.lost: list[str] = []
+        """Gaps that could not be read back (an old file gone while disconnected)."""
+        self._files: list[_File] = []
+        self._transport: Transport | None = None
+        self._running = False
+        self._closed = False
+        self._queue: asyncio.Queue[tuple[_File, int, bytes] | None] = asyncio.Queue(16)
+        self._wake = asyncio.Event()
+        self._server_time = 0
+        """The server's clock at the last look at the files (0: never looked)."""
+        self._seen_time = 0
+        self._next_poll = 0.0
+        self._waited = False
+        self._truncated_since: float | None = None
+
+    @property
+    def offset(self) -> int:
+        """End of the last complete line delivered from the current file."""
+        current = self._current()
+        return current.offset if current else (self._start[0] or 0)
+
+    @property
+    def inode(self) -> str | None:
+        """``device:inode`` of the current file (save it with :attr:`offset` to resume)."""
+        current = self._current()
+        return current.file_id if current else self._start[1]
+
+    def _current(self) -> _File | None:
+        return next((f for f in self._files if f.current), None)
+
+    def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
+        new = FollowState(phase, detail, retry_at)
+        if new != self.state:
+            self.state = new
+            if self._on_state is not None:
+                self._on_state(new)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(None)
+        await self._stop_all()
+        self._set(FollowPhase.CLOSED)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Complete lines as bytes, one or more per chunk, until :meth:`close`."""
+        try:
+            while not self._closed:
+                if not self._running:
+                    await self._open()
+                    continue
+                item = await self._next_event()
+                if self._closed:
+                    break
+                if item is None:
+                    await self._poll()
+                    continue
+                f, gen, data = item
+                if gen != f.gen or f not in self._files:
+                    continue  # from a stream already replaced
+                if not data:
+                    await self._ended(f)
+                    continue
+                out = self._consume(f, data)
+                if out:
+                    self._backoff.reset()
+                    yield out
+        finally:
+            await self._stop_all()
+
+    # -- opening and re-opening -----------------------------------------------------------
+
+    async def _open(self) -> None:
+        try:
+            self._transport = transport = await self._get_transport()
+            main, old = await self._stat(transport)
+        except TransportError as e:
+            return await self._retry(FollowPhase.RECONNECTING, str(e), self._backoff)
+        if isinstance(main, str):
+            return await self._retry(FollowPhase.ERROR, main, self._error_backoff)
+        if main is None and not self._files:
+            self._waited = True  # the file, once it appears, is read from its start
+            self._set(FollowPhase.WAITING, self.path)
+            return await self._pause(self.poll_interval)
+        if main is not None and not main.kind.startswith("regular"):
+            message = f"{self.path} is not a regular file ({main.kind})"
+            return await self._retry(FollowPhase.ERROR, message, self._error_backoff)
+        self._resolve(main, old)
+        if not self._files:
+            self._set(FollowPhase.WAITING, self.path)
+            return await self._pause(self.poll_interval)
+        try:
+            for f in self._files:
+                await self._start_stream(transport, f)
+        except TransportError as e:
+            await self._stop_all()
+            return await self._retry(FollowPhase.RECONNECTING, str(e), self._backoff)
+        self._running = True
+        self._server_time = self._seen_time
+        self._next_poll = time.monotonic() + self.poll_interval
+        self._error_backoff.reset()
+        self._set(FollowPhase.FOLLOWING)
+
+    def _resolve(self, main: FileStat | None, old: FileStat | None) -> None:
+        """Decide which files to read, and from where, after a (re)start."""
+        if not self._files:
+            assert main is not None
+            offset, file_id = self._start
+            if self._waited or self._server_time:
+                offset, file_id = 0, main.file_id  # a file that appeared while we watched
+            elif offset is None:
+                offset, file_id = main.size, main.file_id
+            self._files = [_File(file_id or main.file_id, self.path, offset)]
+        at = {s.file_id: p for s, p in ((main, self.path), (old, self.path + ".1")) if s}
+        current = self._current()
+        for f in list(self._files):
+            if f.file_id in at:
+                f.path = at[f.file_id]
+            else:
+                self._gap(f, "is gone")
+        if main is not None and (current is None or current.file_id != main.file_id):
+            self._rotated(main, old)
+
+    def _rotated(self, main: FileStat, old: FileStat | None) -> None:
+        known = {f.file_id for f in self._files}
+        for f in self._files:
+            f.current = False
+            f.last_data = time.monotonic()
+        # A file that came and went between two looks (rotated twice, or while disconnected):
+        # PATH.1 is unknown but written since the last look, so it is read from its start.
+        if (
+            old is not None
+            and old.file_id not in known
+            and old.file_id != main.file_id
+            and self._server_time
+            and old.mtime >= self._server_time
+        ):
+            log.info(
+                "%s.1 (file %s) was missed between two looks: reading it", self.path, old.file_id
+            )
+            self._files.append(_File(old.file_id, self.path + ".1", 0, current=False))
+        if main.file_id in known:
+            next(f for f in self._files if f.file_id == main.file_id).current = True
+        else:
+            self._files.append(_File(main.file_id, self.path, 0))
+
+    def _gap(self, f: _File, why: str) -> None:
+        message = f"{f.path} (file {f.file_id}) {why}: lines after byte {f.offset} were lost"
+        log.warning("%s", message)
+        self.lost.append(message)
+        self._files.remove(f)
+
+    async def _start_stream(self, transport: Transport, f: _File) -> None:
+        await self._stop_stream(f)
+        first = max(f.offset - 1, 0)  # from the newline before: proves we are at a line start
+        spelled = _spell(f.path)
+        argv = ["sh", "-c", _TAIL, "sh", str(first + 1), spelled]
+        f.stream = await transport.open_stream(argv, privileged=self._privileged)
+        f.gen += 1
+        f.spelled, f.pending, f.skip, f.offset = spelled.encode(), bytearray(), f.offset > 0, first
+        f.message = ""
+        f.reader = asyncio.create_task(self._pump(f, f.gen, f.stream))
+        if self._closed:
+            await self._stop_stream(f)
+
+    async def _pump(self, f: _File, gen: int, stream: Stream) -> None:
+        while True:
+            data = await stream.read(65536)
+            await self._queue.put((f, gen, data))
+            if not data:
+                return
+
+    async def _stop_stream(self, f: _File) -> None:
+        f.gen += 1
+        reader, stream, f.reader, f.stream = f.reader, f.stream, None, None
+        if f.skip:
+            f.offset += 1  # not started reading: back to the line boundary it began from
+            f.skip = False
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait([reader])  # not `await reader`: that would swallow our own cancel
+        if stream is not None:
+            with contextlib.suppress(TransportError, OSError):
+                await stream.close()
+
+    async def _stop_all(self) -> None:
+        self._running = False
+        for f in list(self._files):
+            await self._stop_stream(f)
+
+    async def _ended(self, f: _File) -> None:
+        """A tail ended: it failed (its message came in-band) or it was killed or cut off."""
+        message = f.message
+        status = await f.stream.wait(1.0) if f.stream is not None else None
+        await self._stop_all()
+        if message:
+            return await self._retry(FollowPhase.ERROR, message, self._error_backoff)
+        why = "connection lost" if status is None else f"tail ended with status {status}"
+        await self._retry(FollowPhase.RECONNECTING, f"{self.path}: {why}", self._backoff)
+
+    async def _retry(self, phase: FollowPhase, detail: str, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        self._set(phase, detail, time.monotonic() + delay)
+        await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+    # -- following -------------------------------------------------------------------------
+
+    async def _next_event(self) -> tuple[_File, int, bytes] | None:
+        left = self._next_poll - time.monotonic()
+        if left <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), left)
+        except TimeoutError:
+            return None
+
+    async def _stat(self, transport: Transport) -> tuple[FileStat | str | None, FileStat | None]:
+        """PATH and PATH.1: a FileStat, None if missing, or the error text for PATH."""
+        argv = ["sh", "-c", _STAT, "sh", self.path]
+        result = await transport.run(argv, timeout=10.0, privileged=self._privileged)
+        lines = result.stdout.decode("utf-8", "replace").splitlines()
+        if len(lines) != 3 or not lines[0].isdigit():
+            return f"{transport.name}: cannot examine {self.path}: {result.error_text()}", None
+        self._seen_time = int(lines[0])
+        parsed: list[FileStat | str | None] = []
+        for text in lines[1:]:
+            m = _STAT_LINE.fullmatch(text)
+            if m:
+                parsed.append(FileStat(m[1], int(m[2]), int(m[3]), m[4]))
+            else:
+                missing = text.endswith("No such file or directory")
+                parsed.append(None if missing else f"{transport.name}: {text}")
+        main, old = parsed
+        return main, old if isinstance(old, FileStat) else None
+
+    async def _poll(self) -> None:
+        self._next_poll = time.monotonic() + self.poll_interval
+        transport = self._transport  # the streams' own: if it broke, their end says so
+        assert transport is not None  # set by _open before anything runs
+        try:
+            main, old = await self._stat(transport)
+        except TransportError as e:
+            log.info("%s: stat poll failed: %s", self.path, e)
+            return
+        current = self._current()
+        if isinstance(main, FileStat) and (current is None or main.file_id != current.file_id):
+            log.info("%s rotated: now file %s", self.path, main.file_id)
+            self._rotated(main, old)
+            for f in self._files:
+                if f.stream is None:
+                    with contextlib.suppress(TransportError):
+                        await self._start_stream(transport, f)
+        elif isinstance(main, FileStat) and current is not None and main.size < current.offset:
+            await self._check_truncated(transport, current)
+        else:
+            self._truncated_since = None
+        self._server_time = self._seen_time
+        await self._close_drained()
+        self._backoff.reset()
+
+    async def _check_truncated(self, transport: Transport, current: _File) -> None:
+        """Truncated in place, and tail has not said so (yet): restart at 0 after a grace."""
+        now = time.monotonic()
+        if self._truncated_since is None:
+            self._truncated_since = now
+        elif now - self._truncated_since >= self.truncate_grace:
+            log.info("%s truncated without a tail message: reading from 0", self.path)
+            self._truncated_since = None
+            await self._stop_stream(current)
+            current.offset = 0
+            with contextlib.suppress(TransportError):
+                await self._start_stream(transport, current)
+
+    async def _close_drained(self) -> None:
+        now = time.monotonic()
+        current = self._current()
+        live_since = current.last_data if current is not None and current.offset > 0 else None
+        for f in [f for f in self._files if not f.current]:
+            idle = now - f.last_data
+            fresh = live_since is not None and live_since > f.last_data
+            if (idle >= self.drain_idle and fresh) or idle >= self.drain_max_idle:
+                log.info("%s: done with old file %s at byte %d", self.path, f.file_id, f.offset)
+                await self._stop_stream(f)
+                self._files.remove(f)
+
+    def _consume(self, f: _File, data: bytes) -> bytes:
+        """Append ``data`` to ``f``; return its complete lines, advancing ``f.offset``."""
+        f.last_data = time.monotonic()
+        f.pending += data
+        last = f.pending.rfind(b"\n")
+        if last < 0:
+            return b""
+        complete = bytes(f.pending[: last + 1])
+        del f.pending[: last + 1]
+        if b"tail: " not in complete and not f.skip:
+            f.offset += len(complete)
+            return complete
+        out, carry = bytearray(), b""
+        for piece in complete.split(b"\n")[:-1]:
+            line = carry + piece + b"\n"
+            carry = b""
+            at = line.find(f.spelled)
+            start = line.rfind(b"tail: ", 0, at) if at >= 0 else -1
+            if start < 0 and line in _PATHLESS:
+                start = 0
+            if start < 0:
+                f.offset += len(line)
+                if f.skip:
+                    f.skip = False
+                else:
+                    out += line
+                continue
+            message = line[start:].decode("utf-8", "replace").strip()
+            message = message.replace(f.spelled.decode(), f.path)
+            log.info("%s", message)
+            if message.endswith(": file truncated"):
+                f.offset, f.skip = 0, False  # what came before it on this line was cut off
+                self._truncated_since = None
+            else:
+                carry = line[:start]  # a line tail interrupted continues after the message
+                f.message = message
+        f.pending[:0] = carry
+        return bytes(out)
