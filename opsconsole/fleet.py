@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from .config import Config, ServiceConfig
 from .errors import OperationError
-from .logs.follow import FollowPhase, FollowState, LogFollower, file_size, read_range
+from .logs.follow import FollowPhase, FollowState, LogFollower
+from .logs.history import file_size, read_range
 from .logs.parse import LineParser
 from .stats.snapshot import Snapshot
 from .stats.traffic import ServerTotals, TrafficStats
@@ -55,6 +56,45 @@ class Fleet:
 
     async def transport(self, server: str) -> Transport:
         return await self.pool.get(server)
+
+    async def transports(
+        self,
+        service: str,
+        *,
+        timeout: float = 15.0,
+        on_connected: Callable[[str], None] | None = None,
+    ) -> dict[str, Transport]:
+        """A connection to every server of ``service`` (what the controls need), in parallel.
+
+        Raises OperationError naming each server not reached within ``timeout`` seconds and why
+        (the pool's last error), so a front end can say which server blocks an action.
+        """
+        svc = self.config.service(service)
+
+        async def one(server: str) -> Transport:
+            t = await asyncio.wait_for(self.pool.get(server), timeout)
+            if on_connected is not None:
+                on_connected(server)
+            return t
+
+        results = await asyncio.gather(*(one(s) for s in svc.servers), return_exceptions=True)
+        out: dict[str, Transport] = {}
+        failed: list[str] = []
+        for server, r in zip(svc.servers, results, strict=True):
+            if isinstance(r, TimeoutError):
+                failed.append(
+                    f"{server}: no connection within {timeout:g}s "
+                    f"({self.pool.status(server).describe()})"
+                )
+            elif isinstance(r, TransportError):
+                failed.append(f"{server}: {r}")
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                out[server] = r
+        if failed:
+            raise OperationError(f"{service}: cannot reach " + "; ".join(failed))
+        return out
 
     # ---------------------------------------------------------------- history
     async def read_history(

@@ -23,14 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsconsole.logs.follow import (
-    FollowPhase,
-    FollowState,
-    LogFileError,
-    LogFollower,
-    file_size,
-    read_range,
-)
+from opsconsole.logs.follow import FollowPhase, FollowState, LogFollower
+from opsconsole.logs.history import LogFileError, file_size, read_range
 from opsconsole.transport import Backoff, LocalTransport, Transport
 
 LOCAL = LocalTransport()
@@ -224,7 +218,8 @@ async def test_a_path_that_is_not_a_file_is_an_error_that_keeps_retrying(tmp_pat
     # We run as root, so an unreadable file cannot be made; a directory is refused the same way.
     c = follow(tmp_path, error_backoff=lambda: Backoff(0.1, 0.2))
     state = await c.wait_state(FollowPhase.ERROR)
-    assert "is not a regular file (directory)" in state.detail
+    assert state.describe().startswith(f"error: {tmp_path} is not a regular file (directory)")
+    assert "(retrying in" in state.describe()
     await asyncio.sleep(0.5)
     assert not c.task.done()  # never raises out of chunks()
     await c.stop()
@@ -408,6 +403,36 @@ async def test_a_killed_tail_is_restarted_at_the_last_complete_line(tmp_path: Pa
     assert [s.phase for s in c.states].count(FollowPhase.RECONNECTING) == 2
     assert c.follower.offset == log.stat().st_size
     await c.stop()
+
+
+async def test_a_truncation_tail_does_not_report_is_caught_by_the_size_poll(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(b"")
+    c = follow(log, truncate_grace=0.3)
+    await until_following(c)
+    append(log, lines("a", 100))
+    await c.wait_for(100)
+    (tail,) = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["tail"]]
+    tail.suspend()  # a tail that never notices: only the follower's stat poll can
+    os.truncate(log, 0)
+    append(log, lines("b", 10))
+    exactly_once(await c.wait_for(110), lines("a", 100) + lines("b", 10))
+    append(log, lines("c", 10))
+    exactly_once(await c.wait_for(120), lines("a", 100) + lines("b", 10) + lines("c", 10))
+    assert ended(tail)  # the stopped tail was replaced, and ended by PID
+
+
+async def test_close_interrupts_a_wait_for_the_connection(tmp_path: Path) -> None:
+    async def never() -> Transport:
+        await asyncio.Event().wait()  # a server the pool keeps retrying
+        raise AssertionError
+
+    c = Collector(LogFollower(never, str(tmp_path / "access.log")))
+    await asyncio.sleep(0.2)
+    await asyncio.wait_for(c.stop(), 2)
+    assert c.follower.state.phase is FollowPhase.CLOSED
 
 
 # -- ranged reads for history -------------------------------------------------------------

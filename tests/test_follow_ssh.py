@@ -12,7 +12,8 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -28,17 +29,18 @@ from test_follow_local import (  # noqa: F401  (stop_followers: the autouse fixt
 
 from opsconsole.config import load_config
 from opsconsole.lab import Lab, send
-from opsconsole.logs.follow import FollowPhase, LogFileError, LogFollower, file_size, read_range
+from opsconsole.logs.follow import FollowPhase, LogFollower
+from opsconsole.logs.history import LogFileError, file_size, read_range
 from opsconsole.transport import Backoff, ConnectionPool, Transport
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
-async def pool(lab: Lab) -> Iterator[ConnectionPool]:
+async def pool(lab: Lab) -> AsyncIterator[ConnectionPool]:
     servers = load_config(str(lab.config_path)).servers
     p = ConnectionPool(servers, ssh_config=[], backoff=lambda: Backoff(0.1, 0.5))
-    yield p  # type: ignore[misc]
+    yield p
     await p.close()
 
 
@@ -207,3 +209,17 @@ async def test_ranged_reads_over_ssh_partition_the_file(
     with pytest.raises(LogFileError, match="replaced"):
         async for _ in read_range(transport, str(log), 0, None, file_id=file_id):
             pass
+
+
+async def test_a_refused_host_key_is_an_error_state_not_a_crash(lab: Lab, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    server = load_config(str(lab.config_path)).servers["web1"]
+    pool = ConnectionPool({"web1": replace(server, known_hosts=str(empty))}, ssh_config=[])
+    try:
+        c = follower(lambda: pool.get("web1"), tmp_path / "access.log")
+        state = await c.wait_state(FollowPhase.ERROR)
+        assert "host key of 127.0.0.1" in state.detail and "SHA256:" in state.detail
+        assert not c.task.done()
+    finally:
+        await pool.close()

@@ -229,6 +229,34 @@ async def test_one_session_too_many_is_reported_as_a_session_limit(tmp_path: Pat
         server.stop()
 
 
+async def test_an_alias_from_the_operators_ssh_config_is_resolved(sshd: PrivateSshd) -> None:
+    config = sshd.dir / "ssh_config"
+    config.write_text(
+        f"Host web1-alias\n    HostName 127.0.0.1\n    Port {sshd.port}\n"
+        f"    User {sshd.user}\n    IdentityFile {sshd.client_key}\n"
+    )
+    server = ServerConfig(name="web1", host="web1-alias", known_hosts=str(sshd.known_hosts))
+    transport = await connect_ssh(server, ssh_config=[str(config)])
+    try:
+        assert (await transport.run(["echo", "via alias"])).stdout == b"via alias\n"
+    finally:
+        await transport.close()
+
+
+async def test_a_port_that_never_speaks_ssh_times_out_clearly(tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    with socket.socket() as silent:  # accepts TCP, never sends a banner
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        server = ServerConfig(
+            name="web1", host="127.0.0.1", port=port, known_hosts=str(known_hosts)
+        )
+        with pytest.raises(UnreachableError, match=rf"no SSH answer from 127.0.0.1 port {port}"):
+            await connect_ssh(server, connect_timeout=0.5, ssh_config=[])
+
+
 # -- refusals -------------------------------------------------------------------------------
 
 
@@ -315,9 +343,10 @@ async def test_an_unreachable_server_is_retried_with_backoff_until_it_comes_up(
         assert f"cannot reach 127.0.0.1 port {server.port}" in retries[0].detail
         assert "Connection refused" in retries[0].detail
         assert retries[0].retry_at is not None and "retrying in" in retries[0].describe()
-        # the delays grow: 0.2, 0.4, 0.8 … each ±20 %
-        gaps = [b.retry_at - a.retry_at for a, b in itertools.pairwise(retries)]
-        assert all(g > 0.15 for g in gaps)
+        # the delays double (0.2, 0.4, 0.8 s …), each spread by ±20 %
+        times = [s.retry_at for s in retries if s.retry_at is not None]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert all(later > 1.2 * earlier for earlier, later in itertools.pairwise(gaps))
         server.start()
         transport = await asyncio.wait_for(getting, 10)
         assert pool.status("web1").state is LinkState.CONNECTED

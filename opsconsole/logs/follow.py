@@ -1,8 +1,8 @@
 """Follow one access log on one server and deliver every complete line exactly once.
 
-Called by the app core (one :class:`LogFollower` per service and server) and by ``stats --since``
-(:func:`file_size`, :func:`read_range`).  Imports: the standard library, :mod:`opsconsole.errors`
-and :mod:`opsconsole.transport.base`; it reaches the server only through a Transport.
+Called by the app core (one :class:`LogFollower` per service and server); one-shot reads of a
+log's past live in :mod:`opsconsole.logs.history`.  Imports: the standard library, the history
+module and :mod:`opsconsole.transport.base`; it reaches the server only through a Transport.
 
 How offsets stay exact:
 
@@ -32,8 +32,8 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from ..errors import OperationError
 from ..transport.base import Backoff, Stream, Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -43,21 +43,12 @@ _STAT = (  # three lines: the server's clock, then PATH and PATH.1, each a stat 
     'export LC_ALL=C; date +%s; for f in "$1" "$1.1"; do '
     "stat -L -c '%d:%i %s %Y %F' -- \"$f\" 2>&1; done"
 )
-_RANGE = (
-    'export LC_ALL=C; exec 3<"$1" || exit 66; '
-    'if [ -n "$3" ] && [ "$(stat -L -c %d:%i /dev/fd/3)" != "$3" ]; then '
-    'echo "$1: the file was replaced (rotated)" >&2; exit 65; fi; exec tail -c +"$2" <&3'
-)
 _STAT_LINE = re.compile(r"(\d+:\d+) (\d+) (\d+) (.+)")
 _PATHLESS = (  # tail's messages that name no file: recognised only as a whole line
     b"tail: inotify cannot be used, reverting to polling\n",
     b"tail: inotify resources exhausted\n",
     b"tail: no files remaining\n",
 )
-
-
-class LogFileError(OperationError):
-    """The log cannot be read (missing, not a regular file, no permission, replaced)."""
 
 
 class FollowPhase(enum.Enum):
@@ -77,14 +68,15 @@ class FollowState:
     """time.monotonic() of the next attempt, while RECONNECTING or ERROR."""
 
     def describe(self) -> str:
-        text = self.phase.value
-        if self.retry_at is not None:
-            text += f" in {max(0.0, self.retry_at - time.monotonic()):.0f}s"
+        """ "following", "reconnecting in 4s: …", "error: … (retrying in 30s)"."""
+        left = "" if self.retry_at is None else f"{max(0.0, self.retry_at - time.monotonic()):.0f}s"
+        if self.phase is FollowPhase.ERROR and left:
+            return f"error: {self.detail} (retrying in {left})"
+        text = f"{self.phase.value} in {left}" if left else self.phase.value
         return f"{text}: {self.detail}" if self.detail else text
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(NamedTuple):
     file_id: str
     """``device:inode``: the identity of a file across renames."""
     size: int
@@ -92,74 +84,10 @@ class FileStat:
     kind: str
 
 
-async def file_size(
-    transport: Transport, path: str, *, privileged: bool = False
-) -> tuple[str, int]:
-    """``(file_id, size)`` of the log now; LogFileError if it cannot be examined."""
-    result = await transport.run(
-        ["env", "LC_ALL=C", "stat", "-L", "-c", "%d:%i %s", "--", path], privileged=privileged
-    )
-    if not result.ok:
-        raise LogFileError(f"{transport.name}: {result.error_text()}")
-    file_id, size = result.stdout.decode().split()
-    return file_id, int(size)
-
-
-async def read_range(
-    transport: Transport,
-    path: str,
-    start: int,
-    end: int | None,
-    *,
-    file_id: str | None = None,
-    privileged: bool = False,
-) -> AsyncIterator[bytes]:
-    """Stream the complete lines that *start* in ``[start, end)`` (``end=None``: up to the end).
-
-    Consecutive ranges ``[a, b)``, ``[b, c)`` therefore yield every line once.  A line that starts
-    before ``end`` is read to its newline; a last line without one (being written) is left out.
-    With ``file_id``, a file replaced since it was measured raises LogFileError instead.
-    """
-    if end is not None and end <= start:
-        return
-    first = max(start - 1, 0)  # one byte early: is ``start`` at a line boundary?
-    argv = ["sh", "-c", _RANGE, "sh", path, str(first + 1), file_id or ""]
-    stream = await transport.open_stream(argv, privileged=privileged)
-    try:
-        pos, skip, pending = first, start > 0, bytearray()
-        while data := await stream.read():
-            pending += data
-            if skip:
-                newline = pending.find(b"\n")
-                if newline < 0:
-                    pos, pending = pos + len(pending), bytearray()
-                    continue
-                pos, skip = pos + newline + 1, False
-                del pending[: newline + 1]
-                if end is not None and pos >= end:
-                    return
-            last = pending.rfind(b"\n")
-            if last < 0:
-                continue
-            if end is not None and pos + last + 1 > end:  # up to the line that spans ``end``
-                last = pending.find(b"\n", end - pos - 1)
-            yield bytes(pending[: last + 1])
-            pos += last + 1
-            del pending[: last + 1]
-            if end is not None and pos >= end:
-                return
-        status = await stream.wait(10.0)
-        if status != 0:
-            raise LogFileError(f"{transport.name}: {await stream.stderr_text() or status}")
-    finally:
-        await stream.close()
-
-
 def _spell(path: str) -> str:
     """PATH as tail will print it: the same file, named in a way no log line can guess."""
     bits = secrets.randbits(64)
-    steps = "".join("./" if bits >> i & 1 else "/" for i in range(64))
-    return "/" + steps + path.lstrip("/")
+    return "/" + "".join("./" if bits >> i & 1 else "/" for i in range(64)) + path.lstrip("/")
 
 
 @dataclass(eq=False)
@@ -173,14 +101,43 @@ class _File:
     stream: Stream | None = None
     reader: asyncio.Task[None] | None = None
     gen: int = 0
+    """Bumped at every (re)start: data still queued from an older stream is dropped."""
     spelled: bytes = b""
     pending: bytearray = field(default_factory=bytearray)
     skip: bool = False
+    """Started one byte early; the bytes up to the first newline are not a line of ours."""
     last_data: float = field(default_factory=time.monotonic)
     message: str = ""
 
-
-Transporter = Callable[[], Awaitable[Transport]]
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """Complete lines of the stream so far, and whether tail said "file truncated"."""
+        self.last_data = time.monotonic()
+        self.pending += data
+        last = self.pending.rfind(b"\n")
+        complete = bytes(self.pending[: last + 1])
+        del self.pending[: last + 1]
+        if b"tail: " not in complete and not self.skip:
+            self.offset += len(complete)
+            return complete, False
+        out, carry, truncated = bytearray(), b"", False
+        for piece in complete.split(b"\n")[:-1]:
+            line, carry = carry + piece + b"\n", b""
+            at = line.find(self.spelled)
+            start = line.rfind(b"tail: ", 0, at) if at >= 0 else (0 if line in _PATHLESS else -1)
+            if start < 0:
+                self.offset += len(line)
+                out += b"" if self.skip else line
+                self.skip = False
+                continue
+            message = line[start:].decode("utf-8", "replace").strip()
+            message = message.replace(self.spelled.decode(), self.path)
+            log.info("%s", message)
+            if message.endswith(": file truncated"):
+                self.offset, self.skip, truncated = 0, False, True  # the rest of the line is gone
+            else:
+                carry, self.message = line[:start], message  # the line continues after it
+        self.pending[:0] = carry
+        return bytes(out), truncated
 
 
 class LogFollower:
@@ -188,7 +145,7 @@ class LogFollower:
 
     def __init__(
         self,
-        get_transport: Transporter,
+        get_transport: Callable[[], Awaitable[Transport]],
         path: str,
         *,
         start_offset: int | None = None,
@@ -209,9 +166,8 @@ class LogFollower:
         self.path = path
         self._start = (start_offset, start_file_id)
         self._on_state = on_state
-        self.poll_interval = poll_interval
+        self.poll_interval, self.truncate_grace = poll_interval, truncate_grace
         self.drain_idle, self.drain_max_idle = drain_idle, drain_max_idle
-        self.truncate_grace = truncate_grace
         self._privileged = privileged
         self._backoff, self._error_backoff = backoff(), error_backoff()
         self.state = FollowState(FollowPhase.STARTING)
@@ -219,15 +175,12 @@ class LogFollower:
         """Gaps that could not be read back (an old file gone while disconnected)."""
         self._files: list[_File] = []
         self._transport: Transport | None = None
-        self._running = False
-        self._closed = False
+        self._running = self._closed = self._waited = False
         self._queue: asyncio.Queue[tuple[_File, int, bytes] | None] = asyncio.Queue(16)
         self._wake = asyncio.Event()
-        self._server_time = 0
-        """The server's clock at the last look at the files (0: never looked)."""
-        self._seen_time = 0
+        self._server_time = self._seen_time = 0
+        """The server's clock at the last look at the files (0: never looked), and at this one."""
         self._next_poll = 0.0
-        self._waited = False
         self._truncated_since: float | None = None
 
     @property
@@ -247,7 +200,7 @@ class LogFollower:
 
     def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
         new = FollowState(phase, detail, retry_at)
-        if new != self.state:
+        if new != self.state and (phase is FollowPhase.CLOSED or not self._closed):
             self.state = new
             if self._on_state is not None:
                 self._on_state(new)
@@ -279,7 +232,9 @@ class LogFollower:
                 if not data:
                     await self._ended(f)
                     continue
-                out = self._consume(f, data)
+                out, truncated = f.feed(data)
+                if truncated:
+                    self._truncated_since = None
                 if out:
                     self._backoff.reset()
                     yield out
@@ -290,20 +245,24 @@ class LogFollower:
 
     async def _open(self) -> None:
         try:
-            self._transport = transport = await self._get_transport()
+            self._transport = transport = await self._unless_closed(self._get_transport())
             main, old = await self._stat(transport)
         except TransportError as e:
+            if not e.retryable:  # a refused host key or login: the operator has to act
+                return await self._retry(FollowPhase.ERROR, str(e), self._error_backoff)
             return await self._retry(FollowPhase.RECONNECTING, str(e), self._backoff)
+        except asyncio.CancelledError:
+            if self._closed:
+                return  # close() interrupted the wait for a connection
+            raise
+        if isinstance(main, FileStat) and not main.kind.startswith("regular"):
+            main = f"{self.path} is not a regular file ({main.kind})"
         if isinstance(main, str):
             return await self._retry(FollowPhase.ERROR, main, self._error_backoff)
         if main is None and not self._files:
             self._waited = True  # the file, once it appears, is read from its start
-            self._set(FollowPhase.WAITING, self.path)
-            return await self._pause(self.poll_interval)
-        if main is not None and not main.kind.startswith("regular"):
-            message = f"{self.path} is not a regular file ({main.kind})"
-            return await self._retry(FollowPhase.ERROR, message, self._error_backoff)
-        self._resolve(main, old)
+        else:
+            self._resolve(main, old)
         if not self._files:
             self._set(FollowPhase.WAITING, self.path)
             return await self._pause(self.poll_interval)
@@ -313,16 +272,14 @@ class LogFollower:
         except TransportError as e:
             await self._stop_all()
             return await self._retry(FollowPhase.RECONNECTING, str(e), self._backoff)
-        self._running = True
-        self._server_time = self._seen_time
+        self._running, self._server_time = True, self._seen_time
         self._next_poll = time.monotonic() + self.poll_interval
         self._error_backoff.reset()
         self._set(FollowPhase.FOLLOWING)
 
     def _resolve(self, main: FileStat | None, old: FileStat | None) -> None:
         """Decide which files to read, and from where, after a (re)start."""
-        if not self._files:
-            assert main is not None
+        if not self._files and main is not None:
             offset, file_id = self._start
             if self._waited or self._server_time:
                 offset, file_id = 0, main.file_id  # a file that appeared while we watched
@@ -335,38 +292,26 @@ class LogFollower:
             if f.file_id in at:
                 f.path = at[f.file_id]
             else:
-                self._gap(f, "is gone")
+                message = f"{f.path} (file {f.file_id}) is gone: lines after byte {f.offset} lost"
+                log.warning("%s", message)
+                self.lost.append(message)
+                self._files.remove(f)
         if main is not None and (current is None or current.file_id != main.file_id):
             self._rotated(main, old)
 
     def _rotated(self, main: FileStat, old: FileStat | None) -> None:
         known = {f.file_id for f in self._files}
         for f in self._files:
-            f.current = False
-            f.last_data = time.monotonic()
+            f.current, f.last_data = False, time.monotonic()
         # A file that came and went between two looks (rotated twice, or while disconnected):
         # PATH.1 is unknown but written since the last look, so it is read from its start.
-        if (
-            old is not None
-            and old.file_id not in known
-            and old.file_id != main.file_id
-            and self._server_time
-            and old.mtime >= self._server_time
-        ):
-            log.info(
-                "%s.1 (file %s) was missed between two looks: reading it", self.path, old.file_id
-            )
+        if old and old.file_id not in known | {main.file_id} and 0 < self._server_time <= old.mtime:
+            log.info("%s.1 (file %s) came and went between two looks", self.path, old.file_id)
             self._files.append(_File(old.file_id, self.path + ".1", 0, current=False))
         if main.file_id in known:
             next(f for f in self._files if f.file_id == main.file_id).current = True
         else:
             self._files.append(_File(main.file_id, self.path, 0))
-
-    def _gap(self, f: _File, why: str) -> None:
-        message = f"{f.path} (file {f.file_id}) {why}: lines after byte {f.offset} were lost"
-        log.warning("%s", message)
-        self.lost.append(message)
-        self._files.remove(f)
 
     async def _start_stream(self, transport: Transport, f: _File) -> None:
         await self._stop_stream(f)
@@ -384,7 +329,7 @@ class LogFollower:
     async def _pump(self, f: _File, gen: int, stream: Stream) -> None:
         while True:
             data = await stream.read(65536)
-            await self._queue.put((f, gen, data))
+            await self._queue.put((f, gen, data))  # bounded: a slow reader slows the tail down
             if not data:
                 return
 
@@ -392,8 +337,7 @@ class LogFollower:
         f.gen += 1
         reader, stream, f.reader, f.stream = f.reader, f.stream, None, None
         if f.skip:
-            f.offset += 1  # not started reading: back to the line boundary it began from
-            f.skip = False
+            f.offset, f.skip = f.offset + 1, False  # back to the line boundary it began from
         if reader is not None:
             reader.cancel()
             await asyncio.wait([reader])  # not `await reader`: that would swallow our own cancel
@@ -421,6 +365,18 @@ class LogFollower:
         self._set(phase, detail, time.monotonic() + delay)
         await self._pause(delay)
 
+    async def _unless_closed(self, waiting: Awaitable[Transport]) -> Transport:
+        """``await waiting`` (the pool may retry for long), cancelled by :meth:`close`."""
+        task, woken = asyncio.ensure_future(waiting), asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([task, woken], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        return task.result()  # raises CancelledError when close() came first
+
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), delay)
@@ -437,7 +393,7 @@ class LogFollower:
             return None
 
     async def _stat(self, transport: Transport) -> tuple[FileStat | str | None, FileStat | None]:
-        """PATH and PATH.1: a FileStat, None if missing, or the error text for PATH."""
+        """PATH and PATH.1: a FileStat, None if missing, or (for PATH) the error text."""
         argv = ["sh", "-c", _STAT, "sh", self.path]
         result = await transport.run(argv, timeout=10.0, privileged=self._privileged)
         lines = result.stdout.decode("utf-8", "replace").splitlines()
@@ -446,14 +402,12 @@ class LogFollower:
         self._seen_time = int(lines[0])
         parsed: list[FileStat | str | None] = []
         for text in lines[1:]:
-            m = _STAT_LINE.fullmatch(text)
-            if m:
+            if m := _STAT_LINE.fullmatch(text):
                 parsed.append(FileStat(m[1], int(m[2]), int(m[3]), m[4]))
             else:
                 missing = text.endswith("No such file or directory")
                 parsed.append(None if missing else f"{transport.name}: {text}")
-        main, old = parsed
-        return main, old if isinstance(old, FileStat) else None
+        return parsed[0], parsed[1] if isinstance(parsed[1], FileStat) else None
 
     async def _poll(self) -> None:
         self._next_poll = time.monotonic() + self.poll_interval
@@ -473,14 +427,14 @@ class LogFollower:
                     with contextlib.suppress(TransportError):
                         await self._start_stream(transport, f)
         elif isinstance(main, FileStat) and current is not None and main.size < current.offset:
-            await self._check_truncated(transport, current)
+            await self._truncated(transport, current)
         else:
             self._truncated_since = None
         self._server_time = self._seen_time
         await self._close_drained()
         self._backoff.reset()
 
-    async def _check_truncated(self, transport: Transport, current: _File) -> None:
+    async def _truncated(self, transport: Transport, current: _File) -> None:
         """Truncated in place, and tail has not said so (yet): restart at 0 after a grace."""
         now = time.monotonic()
         if self._truncated_since is None:
@@ -494,52 +448,14 @@ class LogFollower:
                 await self._start_stream(transport, current)
 
     async def _close_drained(self) -> None:
-        now = time.monotonic()
-        current = self._current()
-        live_since = current.last_data if current is not None and current.offset > 0 else None
+        """Close old files idle for drain_idle once the new one has data (the server reopened
+        it), or idle for drain_max_idle whatever happens."""
+        now, current = time.monotonic(), self._current()
+        new_data = current.last_data if current is not None and current.offset > 0 else None
         for f in [f for f in self._files if not f.current]:
             idle = now - f.last_data
-            fresh = live_since is not None and live_since > f.last_data
-            if (idle >= self.drain_idle and fresh) or idle >= self.drain_max_idle:
+            moved_on = new_data is not None and new_data > f.last_data
+            if (idle >= self.drain_idle and moved_on) or idle >= self.drain_max_idle:
                 log.info("%s: done with old file %s at byte %d", self.path, f.file_id, f.offset)
                 await self._stop_stream(f)
                 self._files.remove(f)
-
-    def _consume(self, f: _File, data: bytes) -> bytes:
-        """Append ``data`` to ``f``; return its complete lines, advancing ``f.offset``."""
-        f.last_data = time.monotonic()
-        f.pending += data
-        last = f.pending.rfind(b"\n")
-        if last < 0:
-            return b""
-        complete = bytes(f.pending[: last + 1])
-        del f.pending[: last + 1]
-        if b"tail: " not in complete and not f.skip:
-            f.offset += len(complete)
-            return complete
-        out, carry = bytearray(), b""
-        for piece in complete.split(b"\n")[:-1]:
-            line = carry + piece + b"\n"
-            carry = b""
-            at = line.find(f.spelled)
-            start = line.rfind(b"tail: ", 0, at) if at >= 0 else -1
-            if start < 0 and line in _PATHLESS:
-                start = 0
-            if start < 0:
-                f.offset += len(line)
-                if f.skip:
-                    f.skip = False
-                else:
-                    out += line
-                continue
-            message = line[start:].decode("utf-8", "replace").strip()
-            message = message.replace(f.spelled.decode(), f.path)
-            log.info("%s", message)
-            if message.endswith(": file truncated"):
-                f.offset, f.skip = 0, False  # what came before it on this line was cut off
-                self._truncated_since = None
-            else:
-                carry = line[:start]  # a line tail interrupted continues after the message
-                f.message = message
-        f.pending[:0] = carry
-        return bytes(out)

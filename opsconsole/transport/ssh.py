@@ -57,6 +57,12 @@ class ClientKeyError(TransportError):
     retryable = False
 
 
+class SetupError(TransportError):
+    """The connection could not even be attempted: a bad ssh config value, an unknown user."""
+
+    retryable = False
+
+
 class UnreachableError(TransportError):
     """No SSH connection could be made (refused, timed out, name unknown, dropped in handshake)."""
 
@@ -271,6 +277,8 @@ async def connect_ssh(
         ) from None
     except (asyncssh.KeyImportError, asyncssh.KeyEncryptionError) as e:
         raise ClientKeyError(f"{server.name}: cannot load a client key: {e}") from None
+    except ValueError as e:  # asyncssh's word for a bad option, e.g. from ~/.ssh/config
+        raise SetupError(f"{server.name}: cannot set up SSH to {where}: {e}") from None
     except TimeoutError:
         raise UnreachableError(
             f"{server.name}: no SSH answer from {where} within {connect_timeout:.0f}s"
@@ -287,7 +295,7 @@ async def connect_ssh(
 
 def _resolved(server: ServerConfig, kw: dict[str, Any]) -> tuple[str, int, str]:
     """Host, port and user after ~/.ssh/config, for messages and known_hosts lookups."""
-    try:
+    try:  # only to read the config: these options never connect, hence known_hosts=None
         opts = asyncssh.SSHClientConnectionOptions(
             host=server.host,
             port=kw.get("port", ()),

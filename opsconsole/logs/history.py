@@ -1,0 +1,84 @@
+"""One-shot reads of a log's past over a Transport: its size, and ranges of complete lines.
+
+Called by the app core (:mod:`opsconsole.fleet`) for ``stats --since`` and the live window's
+backfill, and by :mod:`opsconsole.logs.follow` (:class:`LogFileError`).  Imports: the standard
+library, :mod:`opsconsole.errors` and :mod:`opsconsole.transport.base`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ..errors import OperationError
+from ..transport.base import Transport
+
+READ_SIZE = 1 << 20
+"""Bytes asked of the channel per read: large reads keep the per-call overhead off the rate."""
+
+_RANGE = (  # reads from the descriptor it checked, so a rotation in between cannot mix files
+    'export LC_ALL=C; exec 3<"$1" || exit 66; '
+    'if [ -n "$3" ] && [ "$(stat -L -c %d:%i /dev/fd/3)" != "$3" ]; then '
+    'echo "$1: the file was replaced (rotated)" >&2; exit 65; fi; exec tail -c +"$2" <&3'
+)
+
+
+class LogFileError(OperationError):
+    """The log cannot be read (missing, not a regular file, no permission, replaced)."""
+
+
+async def file_size(
+    transport: Transport, path: str, *, privileged: bool = False
+) -> tuple[str, int]:
+    """``(file_id, size)`` of the log now; LogFileError if it cannot be examined."""
+    argv = ["env", "LC_ALL=C", "stat", "-L", "-c", "%d:%i %s", "--", path]
+    result = await transport.run(argv, privileged=privileged)
+    if not result.ok:
+        raise LogFileError(f"{transport.name}: {result.error_text()}")
+    file_id, size = result.stdout.decode().split()
+    return file_id, int(size)
+
+
+async def read_range(
+    transport: Transport,
+    path: str,
+    start: int,
+    end: int | None,
+    *,
+    file_id: str | None = None,
+    privileged: bool = False,
+) -> AsyncIterator[bytes]:
+    """Stream the complete lines that *start* in ``[start, end)`` (``end=None``: up to the end).
+
+    Consecutive ranges ``[a, b)``, ``[b, c)`` therefore yield every line once.  A line that starts
+    before ``end`` is read to its newline; a last line without one (being written) is left out.
+    With ``file_id``, a file replaced since it was measured raises LogFileError instead.
+    """
+    if end is not None and end <= start:
+        return
+    pos = max(start - 1, 0)  # one byte early: is ``start`` at a line boundary?
+    argv = ["sh", "-c", _RANGE, "sh", path, str(pos + 1), file_id or ""]
+    stream = await transport.open_stream(argv, privileged=privileged)
+    try:
+        skip, pending = start > 0, bytearray()
+        while data := await stream.read(READ_SIZE):
+            pending += data
+            if skip:
+                newline = pending.find(b"\n")
+                skipped = newline + 1 if newline >= 0 else len(pending)
+                pos, skip = pos + skipped, newline < 0
+                del pending[:skipped]
+            last = pending.rfind(b"\n")
+            if last < 0:
+                continue
+            if end is not None and pos + last + 1 > end:  # up to the line that spans ``end``
+                last = pending.find(b"\n", max(end - pos - 1, 0))
+            if end is None or pos < end:
+                yield bytes(pending[: last + 1])
+            pos += last + 1
+            del pending[: last + 1]
+            if end is not None and pos >= end:
+                return
+        if await stream.wait(10.0) != 0:
+            raise LogFileError(f"{transport.name}: {await stream.stderr_text()}")
+    finally:
+        await stream.close()
