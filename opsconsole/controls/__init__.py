@@ -8,18 +8,25 @@ Transport per server, and print the returned report.
 Modules: ``validate`` (operator input), ``state`` (data, JSON, pure operations), ``edits``
 (intents), ``render`` (the only place that knows nginx syntax), ``serverside`` (the shell program
 run on each server), ``remote``/``apply``/``settle`` (the pipeline), ``audit`` (events and the
-local trail), ``report`` (results).  Never imports Textual.
+local trail), ``report`` (results), ``expiry`` (``expire_due``: a running console removes blocks
+that fall due), ``preview`` (what confirm/rollback would do), ``setup`` (snippets in place, and
+nginx's proof that it includes them), ``timeline`` (server and local trails merged).  Never
+imports Textual.
 """
 
 from . import edits
 from .apply import apply_change, rendered_diff
 from .audit import default_trail, read_trail
 from .edits import Edit
+from .expiry import expire_due, next_expiry
+from .preview import preview_settle
 from .remote import read_controls
 from .render import render
 from .report import ApplyReport, ControlsReport, ServerControls, ServerResult
 from .settle import confirm_change, rollback_change
+from .setup import SetupReport, setup_service
 from .state import ControlState, state_from_json, state_to_dict, state_to_json
+from .timeline import Timeline, collect_timeline
 
 __all__ = [
     "ApplyReport",
@@ -28,15 +35,22 @@ __all__ = [
     "Edit",
     "ServerControls",
     "ServerResult",
+    "SetupReport",
+    "Timeline",
     "apply_change",
+    "collect_timeline",
     "confirm_change",
     "default_trail",
     "edits",
+    "expire_due",
+    "next_expiry",
+    "preview_settle",
     "read_controls",
     "read_trail",
     "render",
     "rendered_diff",
     "rollback_change",
+    "setup_service",
     "state_from_json",
     "state_to_dict",
     "state_to_json",

@@ -1,0 +1,95 @@
+"""What ``confirm`` and ``rollback`` would do, without doing it (their ``--dry-run``).
+
+Called by the CLI (and usable by the TUI) before :func:`.settle.confirm_change` /
+:func:`.settle.rollback_change`.  ``confirm`` would keep the change awaiting confirmation;
+``rollback`` would switch back to the previous generation of files (``.<service>.prev``, see the
+layout in :mod:`.serverside`), whose state is read and diffed against the live one.  Reads only.
+Never imports a front end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from ..config import Config, ServerConfig, ServiceConfig
+from ..errors import OperationError, UsageError
+from ..transport.base import Transport, TransportError
+from .apply import rendered_diff
+from .remote import read_server, service_of
+from .render import check_control_dir
+from .report import ApplyReport, ServerResult
+from .state import ControlState, state_from_json, utc_text
+
+_PREVIOUS = (
+    'cd -- "$1" 2>/dev/null || exit 0; [ -d ".$2.prev/" ] || exit 0; echo "OPSC prev"; '
+    'cat -- ".$2.prev/state.json" 2>/dev/null; exit 0'
+)
+
+
+async def previous_state(
+    transport: Transport, svc: ServiceConfig, server: str
+) -> ControlState | None:
+    """The state ``rollback`` would restore on ``server``; None when there is nothing to restore."""
+    cdir = check_control_dir(svc.control_dir_on(server))
+    argv = ["sh", "-c", _PREVIOUS, "opsc-prev", cdir, svc.name]
+    res = await transport.run(argv, timeout=60, privileged=True)
+    if not res.ok:
+        raise OperationError(f"cannot read the previous controls: {res.error_text()}")
+    _head, sep, body = res.stdout.partition(b"OPSC prev\n")
+    if not sep:
+        return None
+    try:
+        return state_from_json(body) if body.strip() else ControlState()
+    except UsageError as e:
+        raise OperationError(f"the previous state file is invalid: {e}") from None
+
+
+async def _one(
+    mode: str, transport: Transport, svc: ServiceConfig, server: ServerConfig
+) -> ServerResult:
+    name = server.name
+    try:
+        read = await read_server(transport, svc, server)
+        cur = read.state
+        deadline = None
+        if read.confirm and len(read.confirm) > 2 and read.confirm[2].isdigit():
+            deadline = utc_text(datetime.fromtimestamp(int(read.confirm[2]), UTC))
+        if mode == "confirm":
+            if read.confirm is None:
+                return ServerResult(name, "nothing", "no change awaits confirmation")
+            return ServerResult(
+                name,
+                "dry-run",
+                before_version=cur.version,
+                after_version=cur.version,
+                confirm_deadline=deadline,
+            )
+        prev = await previous_state(transport, svc, name)
+        if prev is None:
+            return ServerResult(name, "nothing", "nothing to roll back")
+        cdir = check_control_dir(svc.control_dir_on(name))
+        return ServerResult(
+            name,
+            "dry-run",
+            before_version=cur.version,
+            after_version=prev.version,
+            confirm_deadline=deadline,
+            diff=rendered_diff(cur, prev, svc.name, cdir),
+        )
+    except (OperationError, UsageError, TransportError) as e:
+        return ServerResult(name, "failed", str(e))
+
+
+async def preview_settle(
+    config: Config, service: str, transports: Mapping[str, Transport], mode: str
+) -> ApplyReport:
+    """A dry-run report of ``confirm`` or ``rollback`` on every server of ``service``."""
+    if mode not in ("confirm", "rollback"):
+        raise ValueError(f"unknown mode {mode!r}")
+    svc = service_of(config, service, transports)
+    results = await asyncio.gather(
+        *(_one(mode, transports[n], svc, config.servers[n]) for n in svc.servers)
+    )
+    return ApplyReport(service, mode, True, {r.server: r for r in results})
