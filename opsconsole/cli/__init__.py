@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from .. import __version__
 from ..errors import OpsConsoleError
 
 # Sub-command modules, in the order `--help` lists them.
-COMMAND_MODULES = ("stats", "check", "lab")
+COMMAND_MODULES = ("stats", "check", "lab", "demo", "setup", "controls", "act", "audit")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     try:
         if func is None:
-            parser.print_help(sys.stderr)
-            return 2
+            from .tui import run_tui
+
+            return run_tui(args.config)
         status: int = func(args)
         return status
     except OpsConsoleError as e:
@@ -68,3 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("opsconsole: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`): nothing more to say, and no traceback about it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

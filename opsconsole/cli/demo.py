@@ -1,0 +1,127 @@
+"""``opsconsole demo``: the rehearsal lab (DESIGN §8) with the console open on it.
+
+Starts a :class:`~opsconsole.lab.Lab` — a real sshd and nginx per simulated server on loopback,
+sites www, shop, forums, git and repo, browsing traffic and a flood after ``--flood-after`` seconds
+— shows progress while it starts, opens the TUI on the lab's config and, however the console ends
+(the quit key, an exception, SIGINT, SIGTERM, SIGHUP from a closed terminal), stops every process
+the lab started.  Inside the console Ctrl-C only reminds the operator of the quit key (Textual's
+convention).  A missing nginx or sshd is reported with the package to install (exit status 2)
+before anything starts.  The demo's audit trail is kept in the lab directory, apart from the
+operator's real one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ..lab import Lab
+from ..lab.lab import require_software
+from .tui import build_app, run_app
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the console on a local rehearsal fleet (real sshd + nginx on loopback, a flood)",
+        description=(
+            "Start a rehearsal fleet on this machine — a real OpenSSH sshd and nginx per simulated "
+            "server on 127.0.0.1, sites www, shop, forums, git and repo, normal browsing and then "
+            "a flood of random 404s from a large pool of client addresses — and open the console "
+            "on it. Quitting the console stops everything the demo started. Needs nginx and "
+            "openssh-server installed."
+        ),
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="the lab's directory (default: a new temporary directory, kept for a post-mortem)",
+    )
+    parser.add_argument(
+        "--flood-after",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="seconds of normal traffic before the flood starts (default: 20)",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="seed of the traffic (default: 1)")
+    parser.set_defaults(func=_demo)
+
+
+@contextmanager
+def _progress(text: str) -> Iterator[None]:
+    """A spinner on stderr while the lab starts (a plain line when stderr is not a terminal)."""
+    if not sys.stderr.isatty():
+        print(f"opsconsole demo: {text}", file=sys.stderr)
+        yield
+        return
+    done = threading.Event()
+    started = time.monotonic()
+
+    def spin() -> None:
+        frames = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+        i = 0
+        while not done.wait(0.1):
+            elapsed = time.monotonic() - started
+            sys.stderr.write(f"\r{frames[i % len(frames)]} {text} {elapsed:4.1f}s")
+            sys.stderr.flush()
+            i += 1
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        sys.stderr.write(f"\r✓ {text} {time.monotonic() - started:4.1f}s\n")
+        sys.stderr.flush()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.flood_after < 0:
+        print("opsconsole: --flood-after must be 0 or more seconds", file=sys.stderr)
+        return 2
+    require_software()  # LabError, exit status 2, naming the packages to install
+    with _progress("starting the rehearsal lab (sshd and nginx on loopback)…"):
+        lab = Lab.start(args.dir, traffic=False, seed=args.seed)
+    app = None
+
+    def stop_app(signum: int, frame: FrameType | None) -> None:
+        if app is not None and app.is_running:
+            app.exit(128 + signum)
+        else:
+            raise KeyboardInterrupt(f"signal {signum}")
+
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {s: signal.signal(s, stop_app) for s in signals}
+    try:
+        lab.start_traffic(args.flood_after)
+        app = build_app(
+            str(lab.config_path),
+            subtitle=f"demo lab in {lab.dir} · flood after {args.flood_after:g}s",
+            audit_path=lab.dir / "audit.jsonl",
+        )
+        return run_app(app)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        lab.stop()
+        left = [k for k, r in lab.processes().items() if r.alive()]
+        if left:
+            print(f"opsconsole demo: could not stop {', '.join(left)}", file=sys.stderr)
+        else:
+            print(
+                f"opsconsole demo: lab stopped ({len(lab.processes())} processes); "
+                f"its files stay in {lab.dir}",
+                file=sys.stderr,
+            )

@@ -1,0 +1,240 @@
+"""One fleet-table row per service: plain data computed from snapshots, and its cells.
+
+:func:`build_row` turns what the source knows about a service (traffic snapshot, per-server link
+and log-feed states, health, control state) into a :class:`ServiceRow`; :meth:`ServiceRow.cells`
+renders it with the theme's :class:`~.palette.Palette`.  Pure functions: the fleet screen calls
+them every second, the tests call them directly.  :func:`badges` and :func:`countdown` are shared
+with the service screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+from ..controls import ControlsReport
+from ..fleet import ServerFeed
+from ..health import FleetHealth, Status
+from ..stats.snapshot import Snapshot
+from ..transport import LinkState, ServerStatus
+from .charts import human, sparkline
+from .palette import Palette
+
+TREND_SECONDS = 300
+"""The fleet table's sparkline covers the last five minutes."""
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("service", "Service"),
+    ("servers", "Servers"),
+    ("rps", "req/s"),
+    ("trend", "last 5 min"),
+    ("404", "404"),
+    ("5xx", "5xx"),
+    ("health", "Health"),
+    ("controls", "Controls"),
+    ("2xx", "2xx"),
+    ("4xx", "4xx"),
+    ("ips", "IPs"),
+    ("topip", "top IP"),
+    ("topnet", "top /24"),
+)
+"""The fleet table's columns, most urgent first: at 80 columns the rest scrolls into view."""
+
+SORTS: tuple[tuple[str, str, bool], ...] = (
+    ("service", "name", False),
+    ("rps", "req/s", True),
+    ("404", "404 ratio", True),
+    ("5xx", "5xx share", True),
+    ("ips", "unique IPs", True),
+    ("topnet", "top subnet share", True),
+    ("health", "health", True),
+)
+"""(column, what the footer says, descending) in the order the sort key cycles through them."""
+
+_HEALTH_ORDER = {"ok": 0, "unknown": 1, "warn": 2, "down": 3}
+
+
+def countdown(deadline: str, now: float) -> str:
+    """``m:ss`` left until a UTC deadline (``2026-11-24T15:00:00Z``), or ``due``."""
+    try:
+        when = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return "?"
+    left = int(when - now)
+    if left <= 0:
+        return "due"
+    return f"{left // 60}:{left % 60:02d}"
+
+
+def badges(report: ControlsReport | None, error: str | None, now: float) -> list[tuple[str, str]]:
+    """(text, kind) for the active controls of a service, as the row and the service screen show."""
+    if report is None:
+        return [("controls ?", "warn")] if error else [("…", "muted")]
+    known = [s for s in report.servers.values() if s.state is not None]
+    out: list[tuple[str, str]] = []
+    if known:
+        st = known[0].state
+        assert st is not None
+        if st.maintenance.on:
+            out.append(("MAINT", "maintenance"))
+        if st.blocks:
+            out.append((f"{len(st.blocks)} blk", "blocked"))
+        if st.filters:
+            out.append((f"{len(st.filters)} flt", "blocked"))
+        if st.rate_limit.rate:
+            out.append((f"≤{st.rate_limit.rate}", "warn"))
+    deadlines = sorted(s.confirm_deadline for s in report.servers.values() if s.confirm_deadline)
+    if deadlines:
+        out.append((f"confirm {countdown(deadlines[0], now)}", "warn"))
+    if any(s.pending for s in report.servers.values()):
+        out.append(("interrupted", "down"))
+    unread = [s.server for s in report.servers.values() if s.state is None]
+    if unread:
+        out.append((f"? {','.join(unread)}", "warn"))
+    elif not report.consistent:
+        out.append(("≠ servers", "down"))
+    return out
+
+
+def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[str, str]:
+    """(kind, detail) of one server for one service: its SSH link, then its log feed."""
+    if link is not None and link.state is LinkState.FAILED:
+        return "down", link.describe()
+    if link is not None and link.state is not LinkState.CONNECTED:
+        return "warn", link.describe()
+    if feed is None:
+        return "warn", "no log feed"
+    if feed.connected:
+        return "ok", "following the log"
+    if feed.state == "failed" or (feed.error and "no such file" in feed.error.lower()):
+        return "down", feed.error or feed.state
+    return "warn", feed.error or feed.state
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    name: str
+    servers: tuple[tuple[str, str, str], ...]
+    """(server, kind, detail) for each server of the service."""
+    rps: float
+    trend: tuple[int, ...]
+    share_2xx: float
+    share_4xx: float
+    share_5xx: float
+    ratio_404: float
+    unique_ips: int
+    top_ip: str
+    top_ip_share: float
+    top_subnet: str
+    top_subnet_share: float
+    health: str
+    health_detail: str
+    controls: tuple[tuple[str, str], ...]
+
+    def sort_value(self, column: str) -> object:
+        values: dict[str, object] = {
+            "service": self.name,
+            "rps": self.rps,
+            "404": self.ratio_404,
+            "5xx": self.share_5xx,
+            "ips": self.unique_ips,
+            "topnet": self.top_subnet_share,
+            "health": _HEALTH_ORDER.get(self.health, 1),
+        }
+        return values.get(column, self.name)
+
+    def cells(self, p: Palette) -> list[Text]:
+        servers = Text()
+        for i, (name, kind, _) in enumerate(self.servers):
+            if i:
+                servers.append(" ")
+            if len(self.servers) > 3:
+                continue
+            servers.append(name)
+            servers.append("●" if kind == "ok" else "◐" if kind == "warn" else "✕", p[kind])
+        if len(self.servers) > 3:
+            up = sum(1 for _, k, _ in self.servers if k == "ok")
+            kind = "ok" if up == len(self.servers) else "warn" if up else "down"
+            servers = Text(f"{up}/{len(self.servers)} up", p[kind])
+
+        def pct(x: float, warn: float | None = None, down: float | None = None) -> Text:
+            text = f"{x * 100:.0f}%" if x >= 0.01 or x == 0 else "<1%"
+            style = (
+                p["down"]
+                if down is not None and x >= down
+                else p["warn"]
+                if warn is not None and x >= warn
+                else p["muted"]
+                if x == 0
+                else ""
+            )
+            return Text(text, style, justify="right")
+
+        controls = Text()
+        for i, (label, kind) in enumerate(self.controls):
+            if i:
+                controls.append(" ")
+            controls.append(label, p[kind])
+        cells = {
+            "service": Text(self.name, "bold"),
+            "servers": servers,
+            "rps": Text(human(self.rps), justify="right"),
+            "trend": Text(sparkline(self.trend, 16), p["chart"]),
+            "2xx": pct(self.share_2xx),
+            "4xx": pct(self.share_4xx, 0.25, 0.5),
+            "5xx": pct(self.share_5xx, 0.02, 0.1),
+            "404": pct(self.ratio_404, 0.25, 0.5),
+            "ips": Text(human(self.unique_ips), justify="right"),
+            "topip": pct(self.top_ip_share, 0.1, 0.3),
+            "topnet": pct(self.top_subnet_share, 0.2, 0.4),
+            "health": Text(self.health, p[self.health if self.health != "unknown" else "muted"]),
+            "controls": controls,
+        }
+        return [cells[key] for key, _ in COLUMNS]
+
+
+def build_row(
+    snap: Snapshot,
+    feeds: Mapping[str, ServerFeed],
+    links: Mapping[str, ServerStatus],
+    health: FleetHealth,
+    controls: tuple[ControlsReport | None, str | None],
+    now: float,
+) -> ServiceRow:
+    total = sum(snap.status.values())
+    n404 = snap.status.get("404", 0)
+    svc_health = health.services.get(snap.service)
+    kinds = [server_state(links.get(s), feeds.get(s)) for s in feeds]
+    statuses = [svc_health.status if svc_health else Status.UNKNOWN]
+    statuses += [health.servers[s].status for s in feeds if s in health.servers]
+    worst = max(
+        (st.value for st in statuses), key=lambda v: _HEALTH_ORDER.get(v, 1), default="unknown"
+    )
+    reasons = list(svc_health.reasons if svc_health else ())
+    for s in feeds:
+        if s in health.servers:
+            reasons += [f"{s}: {r}" for r in health.servers[s].reasons]
+    requests = snap.requests or 0
+    return ServiceRow(
+        name=snap.service,
+        servers=tuple((s, k, d) for s, (k, d) in zip(feeds, kinds, strict=True)),
+        rps=snap.rps,
+        trend=tuple(snap.per_second[-TREND_SECONDS:]),
+        share_2xx=snap.share(2),
+        share_4xx=snap.share(4),
+        share_5xx=snap.share(5),
+        ratio_404=n404 / total if total else 0.0,
+        unique_ips=snap.unique_ips,
+        top_ip=snap.top_ips[0].key if snap.top_ips else "",
+        top_ip_share=snap.top_ips[0].requests / requests if snap.top_ips and requests else 0.0,
+        top_subnet=snap.top_subnets[0].key if snap.top_subnets else "",
+        top_subnet_share=(
+            snap.top_subnets[0].requests / requests if snap.top_subnets and requests else 0.0
+        ),
+        health=worst,
+        health_detail="; ".join(reasons),
+        controls=tuple(badges(*controls, now)),
+    )

@@ -1,0 +1,1 @@
+"""The console's screens: fleet (default), service, action preview, rate limit, audit, help."""

@@ -1,0 +1,209 @@
+"""The service screen: one site in depth, and its controls one key away.
+
+Rate charts (last minute, last 15 minutes), the status mix over time, the status codes and the
+top IPs / subnets / paths / user agents over the sliding window, refreshed every second from the
+service's snapshot (``p`` pauses, to read or pick a row in peace).  On the selected row of a top
+table, ``b`` blocks the IP or subnet, or filters the path or user agent; ``l`` sets a rate limit,
+``m`` toggles maintenance, ``c`` / ``u`` confirm or roll back, ``x`` lists the active controls to
+remove one.  Every change goes through the
+preview-and-confirm modal (:mod:`.action`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Grid, Horizontal
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ...controls import Edit, edits
+from ...errors import UsageError
+from ...stats.snapshot import Snapshot
+from ..rows import badges, server_state
+from ..widgets.charts import MixChart, RateChart
+from ..widgets.servers import ServerStrip, server_lines
+from ..widgets.tables import TopTable
+
+if TYPE_CHECKING:
+    from ..app import OpsConsoleApp
+
+TOP_N = 20
+REASON = "opsconsole tui"
+
+
+class ServiceScreen(Screen[None]):
+    # Textual declares these as instance variables: a ClassVar annotation would not type-check.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Fleet", id="service.back"),
+        Binding("b", "block", "Block/filter row", id="service.block"),
+        Binding("l", "limit", "Limit", id="service.limit"),
+        Binding("m", "maintenance", "Maint.", id="service.maintenance"),
+        Binding("c", "confirm", "Confirm", id="service.confirm"),
+        Binding("u", "rollback", "Rollback", id="service.rollback"),
+        Binding("x", "controls", "Controls", id="service.controls"),
+        Binding("p", "pause", "Pause", id="service.pause"),
+        Binding("tab", "app.focus_next", "Next table", show=False, id="service.next"),
+    ]
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+        self.paused = False
+
+    @property
+    def console(self) -> OpsConsoleApp:
+        return cast("OpsConsoleApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static(id="service-info")
+        with Horizontal(id="charts"):
+            yield RateChart("req/s · last minute", id="rate-1m")
+            yield RateChart("req/s · last 15 min", id="rate-15m")
+            yield MixChart("status mix · 15 min", id="mix")
+            yield Static(id="codes")
+        with Grid(id="tops"):
+            yield TopTable("subnet", "top subnets", id="top-subnet")
+            yield TopTable("ip", "top IPs", id="top-ip")
+            yield TopTable("path", "top paths", id="top-path")
+            yield TopTable("user_agent", "top user agents", id="top-user_agent")
+        yield ServerStrip(id="server-strip")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = f"Service {self.service}"
+        self.tick()
+        self.set_interval(1.0, self.tick, name="service-refresh")
+        self.query_one("#top-subnet", TopTable).focus()
+
+    def tick(self) -> None:
+        if self.paused:
+            return
+        app = self.console
+        snap = app.source.snapshot(self.service, top_n=TOP_N)
+        self.show(snap)
+
+    def show(self, snap: Snapshot) -> None:
+        app = self.console
+        p = app.palette
+        links = app.source.links()
+        health = app.source.health()
+        feeds = app.source.feeds(self.service)
+        info = Text()
+        info.append(f"{self.service}  ", "bold")
+        info.append(f"{snap.rps:.0f} req/s now  ·  {snap.requests} requests in the window  ·  ")
+        info.append(f"{snap.unique_ips} IPs")
+        if snap.estimated:
+            info.append(" (estimated)", p["muted"])
+        svc_health = health.services.get(self.service)
+        if svc_health is not None:
+            info.append("  ·  health ")
+            kind = svc_health.status.value
+            info.append(kind, p[kind if kind != "unknown" else "muted"])
+            if svc_health.reasons:
+                info.append(f" ({'; '.join(svc_health.reasons)})", p[kind])
+        info.append("\n")
+        for server, feed in feeds.items():
+            kind, detail = server_state(links.get(server), feed)
+            info.append(f"{server} ", p[kind])
+            info.append(f"{detail}  ")
+        for label, kind in badges(*app.controls.get(self.service, (None, None)), app.clock()):
+            info.append(f" {label} ", p[kind])
+        self.query_one("#service-info", Static).update(info)
+        self.query_one("#rate-1m", RateChart).update(snap.per_second[-60:])
+        self.query_one("#rate-15m", RateChart).update(snap.per_second)
+        self.query_one("#mix", MixChart).update(snap.classes)
+        self.query_one("#codes", Static).update(_codes(snap, app.palette))
+        total = snap.requests
+        for kind, entries in (
+            ("subnet", snap.top_subnets),
+            ("ip", snap.top_ips),
+            ("path", snap.top_paths),
+            ("user_agent", snap.top_user_agents),
+        ):
+            self.query_one(f"#top-{kind}", TopTable).show(entries, total)
+        strip = server_lines(links, health, p, only=list(feeds))
+        self.query_one(ServerStrip).show(strip)
+        self.sub_title = app.decorate("live")
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _table(self) -> TopTable:
+        focused = self.focused
+        if isinstance(focused, TopTable):
+            return focused
+        return self.query_one("#top-subnet", TopTable)
+
+    def action_block(self) -> None:
+        table = self._table()
+        entry = table.selected()
+        if entry is None:
+            self.notify(f"no row selected in {table.border_title}", severity="warning")
+            return
+        try:
+            edit = _edit_for(table.kind, entry.key)
+        except UsageError as e:
+            self.notify(str(e), title="Cannot do that", severity="error")
+            return
+        self.console.start_action(self.service, edit)
+
+    def action_limit(self) -> None:
+        from .limit import LimitModal
+
+        if not self.console.refuse_if_read_only():
+            self.app.push_screen(LimitModal(self.service))
+
+    def action_maintenance(self) -> None:
+        on = self.console.maintenance_on(self.service)
+        self.console.start_action(self.service, edits.maintenance(not on))
+
+    def action_confirm(self) -> None:
+        self.console.settle(self.service, "confirm")
+
+    def action_rollback(self) -> None:
+        self.console.settle(self.service, "rollback")
+
+    def action_controls(self) -> None:
+        from .controls import ControlsModal
+
+        self.app.push_screen(ControlsModal(self.service))
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        self.sub_title = self.console.decorate("paused (p to resume)" if self.paused else "live")
+        if not self.paused:
+            self.tick()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_block()
+
+
+def _edit_for(kind: str, key: str) -> Edit:
+    """The edit that stops what a top-table row stands for."""
+    if kind in ("ip", "subnet"):
+        return edits.block([key], reason=REASON)
+    return edits.add_filter(kind, key, match="exact", action=403, reason=REASON)
+
+
+def _codes(snap: Snapshot, p: object) -> Text:
+    from ..palette import Palette
+
+    palette = p if isinstance(p, Palette) else Palette.plain()
+    total = sum(snap.status.values())
+    text = Text("status codes (window)\n", "bold")
+    for code, n in sorted(snap.status.items(), key=lambda kv: -kv[1])[:8]:
+        kind = "ok" if code[:1] in "123" else "warn" if code[:1] == "4" else "down"
+        share = n / total * 100 if total else 0.0
+        text.append(f"{code:>4} ", palette[kind])
+        text.append(f"{n:>8}  {share:5.1f}%\n")
+    return text

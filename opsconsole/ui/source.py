@@ -1,0 +1,205 @@
+"""Where the screens get their data and send their intents: the one seam between UI and core.
+
+:class:`LiveSource` holds what the console runs on — a :class:`~opsconsole.fleet.Fleet`, one
+:class:`~opsconsole.fleet.ServicePipeline` per service and a
+:class:`~opsconsole.health.HealthMonitor` — and exposes plain reads (snapshots, link and feed
+states, health) and intents (preview, apply, confirm, rollback) that call the core functions of
+:mod:`opsconsole.controls`.  Screens never see a transport, a file or a parser.
+
+:class:`ConsoleSource` is the protocol the app needs; the snapshot tests give the app an
+in-process fake with fixed data instead.  No Textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..config import Config
+from ..controls import (
+    ApplyReport,
+    ControlsReport,
+    Edit,
+    apply_change,
+    confirm_change,
+    read_controls,
+    read_trail,
+    rollback_change,
+)
+from ..controls import audit as audit_trail
+from ..fleet import Fleet, ServerFeed, ServicePipeline
+from ..health import FleetHealth, HealthMonitor
+from ..stats.snapshot import Snapshot
+from ..transport import ServerStatus
+
+Progress = Callable[[str, str], None]
+"""progress(server, stage): "connected", "applying" — shown per server while an action runs."""
+
+
+class ConsoleSource(Protocol):
+    """What the app reads and asks for.  Reads are cheap and synchronous (in-memory state);
+    anything that talks to a server is a coroutine the app runs in a worker."""
+
+    config: Config
+
+    @property
+    def read_only(self) -> bool: ...
+
+    @property
+    def operator(self) -> str: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def services(self) -> list[str]: ...
+
+    def snapshot(self, service: str, top_n: int = 10) -> Snapshot: ...
+
+    def feeds(self, service: str) -> dict[str, ServerFeed]: ...
+
+    def links(self) -> dict[str, ServerStatus]: ...
+
+    def health(self) -> FleetHealth: ...
+
+    def refresh_health(self) -> None: ...
+
+    def audit(self, service: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def controls(self, service: str) -> ControlsReport: ...
+
+    async def preview(self, service: str, edit: Edit) -> ApplyReport: ...
+
+    async def apply(
+        self,
+        service: str,
+        edit: Edit,
+        *,
+        confirm_within: float | None = None,
+        progress: Progress | None = None,
+    ) -> ApplyReport: ...
+
+    async def settle(
+        self, service: str, mode: str, *, progress: Progress | None = None
+    ) -> ApplyReport: ...
+
+
+class LiveSource:
+    """The live fleet of a config: connections, log pipelines, health loop, controls."""
+
+    def __init__(
+        self, config: Config, *, audit_path: Path | None = None, connect_timeout: float = 15.0
+    ) -> None:
+        """``connect_timeout``: how long an action waits for a server before saying which one
+        cannot be reached (the pool keeps retrying in the background)."""
+        self.config = config
+        self.connect_timeout = connect_timeout
+        self.fleet = Fleet(config)
+        self.pipelines: dict[str, ServicePipeline] = {
+            name: self.fleet.pipeline(name) for name in config.services
+        }
+        self.monitor = HealthMonitor(config, self.fleet.pool)
+        self.audit_path = audit_path or audit_trail.default_trail()
+        self._started = False
+
+    @property
+    def read_only(self) -> bool:
+        return self.config.console.read_only
+
+    @property
+    def operator(self) -> str:
+        return self.config.console.operator
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for pipeline in self.pipelines.values():
+            pipeline.start()
+        self.monitor.start()
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.monitor.stop(grace=1.0)
+        await asyncio.gather(*(p.stop() for p in self.pipelines.values()), return_exceptions=True)
+        await self.fleet.close()
+
+    # -- reads (in memory) ------------------------------------------------------------------
+
+    def services(self) -> list[str]:
+        return list(self.config.services)
+
+    def snapshot(self, service: str, top_n: int = 10) -> Snapshot:
+        return self.pipelines[service].snapshot(top_n=top_n)
+
+    def feeds(self, service: str) -> dict[str, ServerFeed]:
+        return dict(self.pipelines[service].feeds)
+
+    def links(self) -> dict[str, ServerStatus]:
+        return self.fleet.pool.statuses()
+
+    def health(self) -> FleetHealth:
+        return self.monitor.snapshot()
+
+    def refresh_health(self) -> None:
+        self.monitor.refresh()
+
+    def audit(self, service: str | None = None) -> list[dict[str, Any]]:
+        return read_trail(self.audit_path, service=service)
+
+    # -- intents (over SSH, run in workers) -------------------------------------------------
+
+    async def controls(self, service: str) -> ControlsReport:
+        transports = await self.fleet.transports(service, timeout=self.connect_timeout)
+        return await read_controls(self.config, service, transports)
+
+    async def preview(self, service: str, edit: Edit) -> ApplyReport:
+        transports = await self.fleet.transports(service, timeout=self.connect_timeout)
+        return await apply_change(
+            self.config, service, transports, edit, operator=self.operator, dry_run=True
+        )
+
+    async def apply(
+        self,
+        service: str,
+        edit: Edit,
+        *,
+        confirm_within: float | None = None,
+        progress: Progress | None = None,
+    ) -> ApplyReport:
+        transports = await self._connect(service, progress)
+        return await apply_change(
+            self.config,
+            service,
+            transports,
+            edit,
+            operator=self.operator,
+            confirm_within=confirm_within,
+            audit_trail=self.audit_path,
+        )
+
+    async def settle(
+        self, service: str, mode: str, *, progress: Progress | None = None
+    ) -> ApplyReport:
+        """``mode`` "confirm" keeps a commit-confirmed change, "rollback" reverts it."""
+        transports = await self._connect(service, progress)
+        settle = confirm_change if mode == "confirm" else rollback_change
+        return await settle(
+            self.config, service, transports, operator=self.operator, audit_trail=self.audit_path
+        )
+
+    async def _connect(self, service: str, progress: Progress | None) -> dict[str, Any]:
+        def connected(server: str) -> None:
+            if progress is not None:
+                progress(server, "connected")
+
+        transports = await self.fleet.transports(
+            service, timeout=self.connect_timeout, on_connected=connected
+        )
+        if progress is not None:
+            for server in transports:
+                progress(server, "applying")
+        return transports

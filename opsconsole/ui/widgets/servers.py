@@ -1,0 +1,59 @@
+"""The server strip: every server's connection state and last error, on every screen.
+
+Fed each second by the screen with the pool's link states and the health verdicts, so an
+unreachable server or a refused host key is visible without leaving the screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ...health import FleetHealth, Status
+from ...transport import LinkState, ServerStatus
+from ..palette import Palette
+
+_KIND = {
+    LinkState.CONNECTED: "ok",
+    LinkState.CONNECTING: "warn",
+    LinkState.RETRYING: "warn",
+    LinkState.FAILED: "down",
+}
+
+
+def server_lines(
+    links: Mapping[str, ServerStatus],
+    health: FleetHealth,
+    palette: Palette,
+    only: list[str] | None = None,
+) -> Text:
+    text = Text()
+    names = only if only is not None else list(links)
+    for i, name in enumerate(names):
+        link = links.get(name)
+        kind = _KIND[link.state] if link else "warn"
+        h = health.servers.get(name)
+        if i:
+            text.append("\n")
+        text.append("● " if kind == "ok" else "◐ " if kind == "warn" else "✕ ", palette[kind])
+        text.append(name, "bold")
+        text.append(f"  {link.describe() if link else 'unknown'}")
+        if h is not None and h.status is not Status.OK:
+            detail = "; ".join(h.reasons) or h.status.value
+            text.append(f"  health {h.status.value}: {detail}", palette[_health_kind(h.status)])
+        elif h is not None and h.metrics is not None and h.metrics.load is not None:
+            text.append(f"  load {h.metrics.load[0]:.2f}", palette["muted"])
+    return text
+
+
+def _health_kind(status: Status) -> str:
+    return {"ok": "ok", "warn": "warn", "down": "down"}.get(status.value, "muted")
+
+
+class ServerStrip(Static):
+    """One line per server (scrolls if there are many)."""
+
+    def show(self, text: Text) -> None:
+        self.update(text)
