@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import Static
 
-from ...health import FleetHealth, Status
+from ...health import FleetHealth, HostMetrics, Status
 from ...transport import LinkState, ServerStatus
 from ..palette import Palette
 
@@ -40,12 +40,26 @@ def server_lines(
         text.append("● " if kind == "ok" else "◐ " if kind == "warn" else "✕ ", palette[kind])
         text.append(name, "bold")
         text.append(f"  {link.describe() if link else 'unknown'}")
+        if h is not None and h.metrics is not None:
+            text.append(f"  {host_summary(h.metrics)}", palette["muted"])
         if h is not None and h.status is not Status.OK:
             detail = "; ".join(h.reasons) or h.status.value
             text.append(f"  health {h.status.value}: {detail}", palette[_health_kind(h.status)])
-        elif h is not None and h.metrics is not None and h.metrics.load is not None:
-            text.append(f"  load {h.metrics.load[0]:.2f}", palette["muted"])
     return text
+
+
+def host_summary(m: HostMetrics) -> str:
+    """``load 0.42  mem 41%  disk 63%  estab 120  syn-recv 3``: what the box is doing."""
+    parts = []
+    if m.load is not None:
+        parts.append(f"load {m.load[0]:.2f}")
+    if m.memory_percent is not None:
+        parts.append(f"mem {m.memory_percent:.0f}%")
+    if m.disk_percent is not None:
+        parts.append(f"disk {m.disk_percent:.0f}%")
+    if m.tcp is not None:
+        parts.append(f"estab {m.tcp.get('ESTABLISHED', 0)}  syn-recv {m.tcp.get('SYN_RECV', 0)}")
+    return "  ".join(parts)
 
 
 def _health_kind(status: Status) -> str:
