@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from ..controls import (
     Edit,
     apply_change,
     confirm_change,
+    expire_due,
     read_controls,
     read_trail,
     rollback_change,
@@ -34,6 +36,11 @@ from ..fleet import Fleet, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
+
+log = logging.getLogger(__name__)
+
+EXPIRY_INTERVAL = 30.0
+"""Seconds between two looks for `--ttl` blocks that fell due."""
 
 Progress = Callable[[str, str], None]
 """progress(server, stage): "connected", "applying" — shown per server while an action runs."""
@@ -104,6 +111,7 @@ class LiveSource:
         self.monitor = HealthMonitor(config, self.fleet.pool)
         self.audit_path = audit_path or audit_trail.default_trail()
         self._started = False
+        self._expiry: asyncio.Task[None] | None = None
 
     @property
     def read_only(self) -> bool:
@@ -120,8 +128,29 @@ class LiveSource:
         for pipeline in self.pipelines.values():
             pipeline.start()
         self.monitor.start()
+        if not self.read_only:
+            self._expiry = asyncio.create_task(self._expire_blocks(), name="expire blocks")
+
+    async def _expire_blocks(self, every: float = EXPIRY_INTERVAL) -> None:
+        """A running console removes `--ttl` blocks when they fall due (DESIGN §5), each service
+        in its turn; an unreachable server is tried again next round."""
+        while True:
+            await asyncio.sleep(every)
+            for service in self.config.services:
+                try:
+                    transports = await self.fleet.transports(service, timeout=10.0)
+                    await expire_due(
+                        self.config, service, transports, self.operator,
+                        audit_trail=self.audit_path,
+                    )  # fmt: skip
+                except Exception as e:  # a failed round must not end the loop
+                    log.warning("expiring blocks of %s failed: %s", service, e)
 
     async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._expiry
         with contextlib.suppress(Exception):
             await self.monitor.stop(grace=1.0)
         await asyncio.gather(*(p.stop() for p in self.pipelines.values()), return_exceptions=True)

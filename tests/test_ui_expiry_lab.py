@@ -1,0 +1,52 @@
+"""A running console removes a `--ttl` block from every server when it falls due (real lab)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from opsconsole.config import load_config
+from opsconsole.lab import Lab, send
+from opsconsole.ui.source import LiveSource
+
+pytestmark = pytest.mark.lab
+
+
+async def test_a_running_console_lifts_an_expired_block(tmp_path: Path) -> None:
+    lab = Lab.start(tmp_path / "lab", traffic=False)
+    try:
+        block = subprocess.run(
+            [sys.executable, "-m", "opsconsole", "--config", str(lab.config_path), "block", "www",
+             "203.0.113.0/24", "--ttl", "3s", "--reason", "drill", "--yes"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert block.returncode == 0, block.stderr
+        assert send(lab.url("www", "web2"), client_ip="203.0.113.9") == [403]
+
+        source = LiveSource(load_config(str(lab.config_path)), audit_path=tmp_path / "audit.jsonl")
+        expiry = asyncio.create_task(source._expire_blocks(every=0.5))
+        try:
+            deadline = time.monotonic() + 30
+            while send(lab.url("www", "web2"), client_ip="203.0.113.9") != [200]:
+                assert time.monotonic() < deadline, "the block was not lifted"
+                await asyncio.sleep(0.5)
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+            await source.fleet.close()
+        assert send(lab.url("www", "web1"), client_ip="203.0.113.9") == [200]
+        for server in ("web1", "web2"):
+            state = json.loads((lab.control_dir(server) / "www.state.json").read_text())
+            assert state["blocks"] == []
+        events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert any(e.get("action", "").startswith("expire") for e in events), events
+    finally:
+        lab.stop()
