@@ -258,10 +258,11 @@ def test_a_rate_limit_answers_429_to_a_burst_from_one_client_only(
 def test_maintenance_shows_the_page_to_all_but_the_allow_list_and_off_restores(
     lab: Lab, alice: Operator
 ) -> None:
-    alice.ok(
+    out = alice.ok(
         "maintenance", "www", "on", "--allow", "127.0.0.10/32", "--message", "Back at 15:00",
         "--yes",
     )  # fmt: skip
+    assert "site now: HTTP 503" in out  # the probe right after the change sees the page
     for server in WWW:
         page = get(lab, server, "198.51.100.3")
         assert page.status_code == 503 and page.headers["retry-after"] == "300"
@@ -270,6 +271,7 @@ def test_maintenance_shows_the_page_to_all_but_the_allow_list_and_off_restores(
 
     out = alice.ok("maintenance", "www", "off", "--yes")  # risky: commit-confirmed by default
     assert "commit-confirmed: unless confirmed by" in out
+    assert "site now: HTTP 200" in out
     assert f"opsconsole --config {alice.config} confirm www" in out
     for server in WWW:
         assert status(lab, server, "198.51.100.3") == 200

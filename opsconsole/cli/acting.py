@@ -263,6 +263,12 @@ def render_result(report: ApplyReport, config_arg: str | None) -> str:
     title = "dry run: " if report.dry_run else ""
     lines = [f"{title}{report.action} on {report.service}"]
     lines += [f"  {n.ljust(width)}  {describe(report, n)}" for n in report.results]
+    if report.probe is not None:
+        p = report.probe
+        answer = (
+            f"HTTP {p['http_status']} in {p['latency_ms']} ms" if p["error"] is None else p["error"]
+        )
+        lines.append(f"site now: {answer} ({p['url']})")
     if report.dry_run:
         for names, diff in _diffs(report):
             lines.append(f"# diff on {', '.join(names)}:")

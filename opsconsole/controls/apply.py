@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
+from ..health.http import probe_url
 from ..transport.base import Transport, TransportError
 from . import audit, serverside, validate
 from .edits import Edit
@@ -250,4 +251,16 @@ async def apply_change(
     events = [ev for _, ev in results if ev is not None]
     if events:
         audit.append_local(audit_trail or audit.default_trail(), events)
-    return ApplyReport(service, edit.action, dry_run, {r.server: r for r, _ in results})
+    report = ApplyReport(service, edit.action, dry_run, {r.server: r for r, _ in results})
+    if events and svc.url:
+        report = replace(report, probe=await probe_site(config, svc.url))
+    return report
+
+
+async def probe_site(config: Config, url: str) -> dict[str, Any]:
+    """What the site answers now: the operator sees at once whether the change helped or hurt."""
+    r = await probe_url(
+        url, timeout=config.health.timeout, follow_redirects=config.health.follow_redirects
+    )
+    latency = None if r.latency_ms is None else round(r.latency_ms, 1)
+    return {"url": url, "http_status": r.http_status, "latency_ms": latency, "error": r.error}

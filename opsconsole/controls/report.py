@@ -67,6 +67,9 @@ class ApplyReport:
     action: str
     dry_run: bool = False
     results: dict[str, ServerResult] = field(default_factory=dict)
+    probe: dict[str, Any] | None = None
+    """The site's answer right after the change (DESIGN §5 step 5): url, http_status,
+    latency_ms, error — None for a dry run, a service without URL, or when nothing changed."""
 
     @property
     def ok(self) -> bool:
@@ -95,6 +98,7 @@ class ApplyReport:
             "dry_run": self.dry_run,
             "ok": self.ok,
             "servers": {name: r.to_dict() for name, r in self.results.items()},
+            "probe": self.probe,
         }
 
 
