@@ -26,13 +26,14 @@ sys.path.insert(0, str(HERE.parent))
 
 
 def run_opsconsole(path: str) -> tuple[float, int, int]:
+    from opsconsole.fleet import HISTORY_BATCH
     from opsconsole.stats.traffic import TrafficStats
 
     stats = TrafficStats(window=None)
     t0 = time.perf_counter()
     with open(path, "rb") as f:
         rest = b""
-        while block := f.read(1 << 20):
+        while block := f.read(HISTORY_BATCH):  # the batch size `stats --since` counts with
             block = rest + block
             cut = block.rfind(b"\n") + 1
             stats.add_chunk(block[:cut], "bench")
