@@ -31,10 +31,20 @@ async def test_a_running_console_lifts_an_expired_block(tmp_path: Path) -> None:
         assert send(lab.url("www", "web2"), client_ip="203.0.113.9") == [403]
 
         source = LiveSource(load_config(str(lab.config_path)), audit_path=tmp_path / "audit.jsonl")
+        trail = tmp_path / "audit.jsonl"
+
+        def expired() -> list[dict[str, object]]:
+            if not trail.exists():
+                return []
+            events = [json.loads(line) for line in trail.read_text().splitlines()]
+            return [e for e in events if str(e.get("action", "")).startswith("expire")]
+
         expiry = asyncio.create_task(source._expire_blocks(every=0.5))
         try:
+            # The round is over when the console has recorded it: nginx may answer 200 on one
+            # server before the other server's apply and the local trail are written.
             deadline = time.monotonic() + 30
-            while send(lab.url("www", "web2"), client_ip="203.0.113.9") != [200]:
+            while not expired():
                 assert time.monotonic() < deadline, "the block was not lifted"
                 await asyncio.sleep(0.5)
         finally:
@@ -42,11 +52,9 @@ async def test_a_running_console_lifts_an_expired_block(tmp_path: Path) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await expiry
             await source.fleet.close()
-        assert send(lab.url("www", "web1"), client_ip="203.0.113.9") == [200]
         for server in ("web1", "web2"):
+            assert send(lab.url("www", server), client_ip="203.0.113.9") == [200], server
             state = json.loads((lab.control_dir(server) / "www.state.json").read_text())
             assert state["blocks"] == []
-        events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-        assert any(e.get("action", "").startswith("expire") for e in events), events
     finally:
         lab.stop()
