@@ -11,13 +11,16 @@ import re
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+MAX_DURATION = 3650 * 86400.0
+"""Ten years: no window, expiry or look-back a console deals in is longer, and anything beyond
+would overflow date arithmetic (``--since 99999999d``)."""
 
 
 def parse_duration(text: str) -> float:
     """Return the number of seconds in ``text`` (``90s``, ``5m``, ``1h30m``, ``2d``).
 
     A bare number is taken as seconds.  Raises ``ValueError`` with a message that says what is
-    accepted; zero and negative durations are refused.
+    accepted; zero, negative and over-ten-year durations are refused.
     """
     s = text.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", s):
@@ -30,6 +33,8 @@ def parse_duration(text: str) -> float:
         )
     if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{text!r} is too long: at most 3650d (ten years)")
     return seconds
 
 

@@ -118,6 +118,7 @@ BAD_INPUT = [
     (["block", "www", "203.0.113.9/24"], "did you mean 203.0.113.0/24"),
     (["block", "www"], "at least one IP address"),
     (["block", "www", "192.0.2.1", "--ttl", "forever"], "--ttl: 'forever' is not a duration"),
+    (["block", "www", "192.0.2.1", "--ttl", "99999999d"], "--ttl: '99999999d' is too long"),
     (["block", "www", "192.0.2.1", "--reason", "a\nb"], "control character"),
     (["block", "www", "192.0.2.1", "--confirm-within", "soon"], "--confirm-within"),
     (["unblock", "www", "1.2.3.4; }"], "not an IP address or CIDR network"),
@@ -155,6 +156,20 @@ def test_bad_input_is_refused_with_exit_2_before_any_connection_and_writes_nothi
     assert out == ""
     assert console.written() == before
     assert not console.state_home.exists()  # not even a local audit event
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [("99999999999999d", "is too long: at most 3650d"), ("5x", "is not a duration"),
+     ("9" * 400, "is too long")],
+)  # fmt: skip
+def test_stats_refuses_a_look_back_it_cannot_express(
+    console: Console, since: str, message: str
+) -> None:
+    status, out, err = console.main("stats", "www", "--since", since, "--json")
+    assert status == 2
+    assert message in err and "Traceback" not in err
+    assert out == ""
 
 
 def test_bad_input_through_the_real_entry_point(console: Console) -> None:
