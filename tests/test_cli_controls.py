@@ -172,6 +172,28 @@ def test_stats_refuses_a_look_back_it_cannot_express(
     assert out == ""
 
 
+def test_a_block_list_file_that_is_binary_missing_or_bad_is_refused(
+    console: Console, tmp_path: Path
+) -> None:
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(b"\xe9\x00\xff" + bytes(range(256)))
+    listing = tmp_path / "list.txt"
+    listing.write_text("192.0.2.1  # scanner\n\n198.51.100.0/24\n1.2.3.4; }\n")
+    before = console.written()
+    for path, message in [
+        (garbage, "not a text file (byte 0xe9 at offset 0 is not UTF-8)"),
+        (tmp_path / "missing.txt", "No such file or directory"),
+        (tmp_path, "Is a directory"),
+        (listing, "'1.2.3.4;' is not an IP address or CIDR network"),
+    ]:
+        status, out, err = console.main("block", "www", "--from-file", str(path), "--yes")
+        assert status == 2, err
+        assert message in err
+        assert out == ""
+        assert "Traceback" not in err
+        assert console.written() == before
+
+
 def test_bad_input_through_the_real_entry_point(console: Console) -> None:
     before = console.written()
     messages = {tuple(args): message for args, message in BAD_INPUT}

@@ -47,8 +47,13 @@ def _read_targets(args: argparse.Namespace) -> list[str]:
             else:
                 with open(args.from_file, encoding="utf-8") as f:
                     text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError(f"--from-file {args.from_file}: {e}") from None
+        except UnicodeDecodeError as e:
+            raise UsageError(
+                f"--from-file {args.from_file}: not a text file (byte 0x{e.object[e.start]:02x} "
+                f"at offset {e.start} is not UTF-8); expected one IP address or CIDR per line"
+            ) from None
+        except OSError as e:
+            raise UsageError(f"--from-file {args.from_file}: {e.strerror or e}") from None
         for line in text.splitlines():
             targets.extend(line.split("#", 1)[0].split())
     if not targets:
