@@ -12,6 +12,7 @@ from typing import Any
 
 from test_ui_snapshots import SERVICES, FakeSource, fake_snapshot
 from textual.binding import Binding
+from textual.widgets import Input, Static
 
 from opsconsole.controls import ApplyReport, Edit
 from opsconsole.errors import OperationError
@@ -20,6 +21,7 @@ from opsconsole.ui.commands import ActionsProvider
 from opsconsole.ui.screens.action import ActionModal
 from opsconsole.ui.screens.fleet import FleetScreen
 from opsconsole.ui.screens.help import all_bindings
+from opsconsole.ui.screens.limit import LimitModal
 from opsconsole.ui.screens.service import ServiceScreen
 from opsconsole.ui.widgets.tables import FleetTable
 
@@ -167,3 +169,26 @@ async def test_a_keymap_beside_the_config_remaps_a_binding_by_its_id(tmp_path: P
         await pilot.press("f1")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
+
+
+async def test_the_rate_limit_form_explains_bad_input_and_sends_nothing() -> None:
+    source = FakeSource()
+    app = OpsConsoleApp(source)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("l")
+        await pilot.pause()
+        assert isinstance(app.screen, LimitModal)
+        for rate, message in [("10r/s; }", "is not a rate"), ("0r/s", "out of range")]:
+            rate_input = app.screen.query_one("#limit-rate", Input)
+            rate_input.value = rate
+            await pilot.press("enter")
+            await pilot.pause()
+            assert isinstance(app.screen, LimitModal), rate
+            assert message in str(app.screen.query_one("#limit-error", Static).render())
+        app.screen.query_one("#limit-rate", Input).value = "5r/s"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ActionModal)  # a valid form goes to the preview
+        await pilot.press("escape")
+        await pilot.pause()
+        assert source.applied == []
