@@ -16,8 +16,16 @@ import pytest
 from textual.pilot import Pilot
 
 from opsconsole.config import parse_config
-from opsconsole.controls import ApplyReport, ControlsReport, Edit, ServerControls, ServerResult
+from opsconsole.controls import (
+    ApplyReport,
+    ControlsReport,
+    Edit,
+    ServerControls,
+    ServerResult,
+    Timeline,
+)
 from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, RateLimit
+from opsconsole.controls.timeline import merge_events
 from opsconsole.fleet import ServerFeed
 from opsconsole.health import FleetHealth, ServerHealth, ServiceHealth, Status
 from opsconsole.stats.snapshot import Snapshot, TopEntry
@@ -200,6 +208,20 @@ class FakeSource:
             }
         )
         return [e for e in events if service is None or e["service"] == service]
+
+    async def timeline(self) -> Timeline:
+        """The local trail merged with a server's record of another operator's change."""
+        other = {
+            "time": "2026-11-24T14:50:02Z",
+            "operator": "bob@laptop",
+            "service": "forums",
+            "server": "web2",
+            "action": "maintenance on",
+            "before_version": 1,
+            "after_version": 2,
+            "result": "ok",
+        }
+        return Timeline(merge_events(self.audit(), [other]))
 
     async def controls(self, service: str) -> ControlsReport:
         return fake_controls(service)

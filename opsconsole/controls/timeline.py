@@ -1,11 +1,11 @@
 """The audit timeline: every server's ``<service>.audit.jsonl`` and the local trail, merged.
 
-Called by the CLI's ``audit`` command (and ``report``).  A server's trail holds every change made
-there by any console, the commit-confirmed timer's reverts and the recoveries of interrupted
-applies; the local trail holds what this console did, including what never reached a server (a
-refused stale apply, a server that could not be reached).  An event present in both (same time,
-operator, service, server and action) is shown once: the server's record, with the local
-``reason`` added.  Standard library, the transport interface and this package.
+Called by the CLI's ``audit`` command and the console's audit screen. A server's trail holds
+every change made there by any console, the commit-confirmed timer's reverts and the recoveries
+of interrupted applies; the local trail holds what this console did, including what never
+reached a server (a refused stale apply, a server that could not be reached). An event present
+in both (same time, operator, service, server and action) is shown once: the server's record,
+with the local ``reason`` added. Standard library, the transport interface and this package.
 """
 
 from __future__ import annotations
@@ -67,21 +67,23 @@ def _parse_lines(data: bytes) -> list[dict[str, Any]]:
 
 
 async def read_server_trail(
-    transport: Transport, service: ServiceConfig, server: str
+    transport: Transport, service: ServiceConfig, server: str, max_bytes: int = MAX_TRAIL_BYTES
 ) -> list[dict[str, Any]]:
-    """The events in ``<control_dir>/<service>.audit.jsonl`` on ``server`` (empty if none)."""
+    """The events in the last ``max_bytes`` of ``<control_dir>/<service>.audit.jsonl`` on
+    ``server`` (empty if there is none)."""
     path = f"{check_control_dir(service.control_dir_on(server))}/{service.name}.audit.jsonl"
-    argv = ["sh", "-c", _READ, "opsc-audit", path, str(MAX_TRAIL_BYTES)]
+    argv = ["sh", "-c", _READ, "opsc-audit", path, str(max_bytes)]
     res = await transport.run(argv, timeout=60, privileged=True)
     if not res.ok:
         raise TransportError(f"cannot read {path}: {res.error_text()}")
     data = res.stdout
-    if len(data) >= MAX_TRAIL_BYTES:
+    if len(data) >= max_bytes:
         data = data.split(b"\n", 1)[-1]  # the first line was cut by tail -c
     return _parse_lines(data)
 
 
-def _key(ev: Mapping[str, Any]) -> Key:
+def event_key(ev: Mapping[str, Any]) -> Key:
+    """What identifies one event in both trails (its server and local records)."""
     return tuple(str(ev.get(k)) for k in ("time", "operator", "service", "server", "action"))  # type: ignore[return-value]
 
 
@@ -96,11 +98,11 @@ def merge_events(
     """One list in time order; each event gets ``source``: ``server``, ``local`` or ``both``."""
     pending: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     for ev in local:
-        pending[_key(ev)].append(ev)
+        pending[event_key(ev)].append(ev)
     merged = []
     for ev in remote:
         ev = dict(ev)
-        twins = pending.get(_key(ev))
+        twins = pending.get(event_key(ev))
         if twins:
             mine = twins.pop(0)
             for name in ("reason", "rolled_back"):
@@ -136,20 +138,23 @@ async def collect_timeline(
     since: datetime | None,
     trail: Path,
     remote: bool = True,
+    max_bytes: int = MAX_TRAIL_BYTES,
 ) -> Timeline:
     """The merged timeline of ``services`` since ``since``.  ``transports`` maps each server to
     its connection, or to the error that prevented it (reported in ``Timeline.errors``);
-    ``remote=False`` reads the local trail only."""
+    ``remote=False`` reads the local trail only; ``max_bytes``: how much of the end of each
+    server's trail is read."""
     wanted = [config.service(s) for s in services]
     errors: dict[str, str] = {}
 
     async def one(svc: ServiceConfig, server: str) -> list[dict[str, Any]]:
         t = transports.get(server)
         if t is None or isinstance(t, TransportError):
-            errors[server] = str(t) if t is not None else "not connected"
+            why = str(t) if t is not None else "not connected"
+            errors[server] = why.removeprefix(f"{server}: ")  # the key names the server
             return []
         try:
-            return await read_server_trail(t, svc, server)
+            return await read_server_trail(t, svc, server, max_bytes)
         except TransportError as e:
             errors[f"{server}/{svc.name}"] = str(e)
             return []

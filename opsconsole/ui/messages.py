@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from ..controls import ApplyReport, ControlsReport
+from ..controls import ApplyReport, ControlsReport, Timeline
 
 
 class ControlsRead(Message):
@@ -60,3 +60,11 @@ class ActionDone(Message):
     def __init__(self, report: ApplyReport) -> None:
         super().__init__()
         self.report = report
+
+
+class TimelineRead(Message):
+    """The servers' audit trails, merged with the local one (errors name unread servers)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__()
+        self.timeline = timeline

@@ -24,7 +24,9 @@ from ..controls import (
     ApplyReport,
     ControlsReport,
     Edit,
+    Timeline,
     apply_change,
+    collect_timeline,
     confirm_change,
     expire_due,
     read_controls,
@@ -36,8 +38,12 @@ from ..fleet import Fleet, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
+from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)
+
+TIMELINE_BYTES = 1 << 20
+"""The audit screen reads the last MiB of each server's trail (thousands of events)."""
 
 EXPIRY_INTERVAL = 30.0
 """Seconds between two looks for `--ttl` blocks that fell due."""
@@ -75,6 +81,8 @@ class ConsoleSource(Protocol):
     def refresh_health(self) -> None: ...
 
     def audit(self, service: str | None = None) -> list[dict[str, Any]]: ...
+
+    async def timeline(self) -> Timeline: ...
 
     async def controls(self, service: str) -> ControlsReport: ...
 
@@ -178,6 +186,31 @@ class LiveSource:
 
     def audit(self, service: str | None = None) -> list[dict[str, Any]]:
         return read_trail(self.audit_path, service=service)
+
+    async def timeline(self, timeout: float = 5.0) -> Timeline:
+        """Every server's audit trail (all consoles' changes, the servers' own reverts and
+        recoveries) merged with the local trail; a server not reachable within ``timeout`` is
+        named in ``errors`` and the others are still read."""
+        servers = sorted({n for svc in self.config.services.values() for n in svc.servers})
+
+        async def one(server: str) -> Transport | TransportError:
+            try:
+                return await asyncio.wait_for(self.fleet.pool.get(server), timeout)
+            except TimeoutError:
+                status = self.fleet.pool.status(server).describe()
+                return TransportError(f"no connection within {timeout:g}s ({status})")
+            except TransportError as e:
+                return e
+
+        conns = await asyncio.gather(*(one(s) for s in servers))
+        return await collect_timeline(
+            self.config,
+            dict(zip(servers, conns, strict=True)),
+            services=list(self.config.services),
+            since=None,
+            trail=self.audit_path,
+            max_bytes=TIMELINE_BYTES,
+        )
 
     # -- intents (over SSH, run in workers) -------------------------------------------------
 
