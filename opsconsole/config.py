@@ -53,6 +53,8 @@ class HealthConfig:
     """1-minute load divided by the number of CPUs above which a host is 'warn'."""
     syn_recv_warn: int = 100
     """This many half-open (SYN_RECV) connections or more is 'warn' (a SYN flood symptom)."""
+    tls_warn_days: int = 14
+    """An https certificate with fewer days left than this is 'warn'."""
 
 
 @dataclass(frozen=True)
@@ -266,9 +268,14 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         disk_warn_percent=h.get("disk_warn_percent", float, 85.0, "a percentage"),
         load_warn_per_cpu=h.get("load_warn_per_cpu", float, 2.0, "a number"),
         syn_recv_warn=h.get("syn_recv_warn", int, 100, "a whole number"),
+        tls_warn_days=h.get("tls_warn_days", int, 14, "a whole number of days"),
     )
     for key in ("memory_warn_percent", "disk_warn_percent"):
         h.check(key, lambda v: 0 < v <= 100, "expected a percentage between 0 and 100")
+    h.check("latency_warn_ms", lambda v: v > 0, "expected a positive number of milliseconds")
+    h.check("load_warn_per_cpu", lambda v: v > 0, "expected a positive number")
+    h.check("syn_recv_warn", lambda v: v >= 1, "expected a whole number of at least 1")
+    h.check("tls_warn_days", lambda v: 0 <= v <= 3650, "expected a number of days from 0 to 3650")
 
     servers: dict[str, ServerConfig] = {}
     s_all = _Reader(file, "servers", data.get("servers", {}))

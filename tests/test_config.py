@@ -84,6 +84,21 @@ def test_the_shipped_example_config_is_valid() -> None:
         (('operator = "alice"', "operator = 5"), "console.operator", "expected a string"),
         (('host = "local"', "host = true"), "servers.local.host", "expected"),
         (("[servers.local]", '[servers."bad name"]'), "servers.bad name", "server name"),
+        (
+            ("[console]", "[health]\ntls_warn_days = -1\n[console]"),
+            "health.tls_warn_days",
+            "0 to 3650",
+        ),
+        (
+            ("[console]", "[health]\nlatency_warn_ms = 0\n[console]"),
+            "health.latency_warn_ms",
+            "positive",
+        ),
+        (
+            ("[console]", '[health]\nsyn_recv_warn = "lots"\n[console]'),
+            "health.syn_recv_warn",
+            "whole",
+        ),
     ],
 )
 def test_each_mistake_names_file_key_and_expectation(

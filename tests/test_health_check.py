@@ -206,3 +206,17 @@ async def test_thresholds_turn_a_reading_into_a_warning(site: tuple[Path, int]) 
     assert web1.status is Status.WARN
     assert any(r.startswith("memory ") and r.endswith("> 0.001%") for r in web1.reasons)
     assert any(r.startswith("disk / ") for r in web1.reasons)
+
+
+def test_a_certificate_nearer_expiry_than_tls_warn_days_is_a_warning() -> None:
+    from opsconsole.config import HealthConfig
+    from opsconsole.health.report import HttpResult
+    from opsconsole.health.verdict import judge_service
+
+    probe = HttpResult(
+        "https://shop.example.org/", http_status=200, latency_ms=20, tls_days_left=20
+    )
+    assert judge_service("shop", probe.url, HealthConfig(), probe).status is Status.OK
+    strict = judge_service("shop", probe.url, HealthConfig(tls_warn_days=30), probe)
+    assert strict.status is Status.WARN
+    assert strict.reasons == ("TLS certificate expires in 20 days",)

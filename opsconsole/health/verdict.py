@@ -9,7 +9,7 @@ kept apart so the rules are in one place and testable without any network.
   reaches ``syn_recv_warn``, or a metric (or every metric) could not be read.
 - A service is **down** when its URL gives no HTTP answer (refused, timeout, not HTTP, invalid
   certificate) or a 5xx; **warn** on a 4xx, an answer slower than ``latency_warn_ms``, or a
-  certificate expiring within :data:`TLS_WARN_DAYS`; **unknown** when it has no URL.
+  certificate expiring within ``tls_warn_days``; **unknown** when it has no URL.
 
 Imports: the standard library, :mod:`opsconsole.config` and :mod:`.report`.
 """
@@ -18,9 +18,6 @@ from __future__ import annotations
 
 from ..config import HealthConfig
 from .report import HostMetrics, HttpResult, ServerHealth, ServiceHealth, Status
-
-TLS_WARN_DAYS = 14
-"""A certificate expiring sooner than this is 'warn' (there is no config key for it yet)."""
 
 
 def _worst(statuses: list[Status]) -> Status:
@@ -89,7 +86,7 @@ def judge_service(
         found.append(
             (Status.WARN, f"slow: {probe.latency_ms:.0f} ms > {limits.latency_warn_ms:g} ms")
         )
-    if probe.tls_days_left is not None and probe.tls_days_left < TLS_WARN_DAYS:
+    if probe.tls_days_left is not None and probe.tls_days_left < limits.tls_warn_days:
         found.append((Status.WARN, f"TLS certificate expires in {probe.tls_days_left} days"))
     return ServiceHealth(
         name, url, _worst([s for s, _ in found]), tuple(r for _, r in found), probe=probe
