@@ -4,6 +4,7 @@
 :func:`opsconsole.lab.send`, so they know exactly what is in the logs); ``lab_with_traffic`` is a
 second lab whose generator browses and floods (after 5 s).  Both are always stopped at the end.
 Tests that use them are marked ``lab``.  A missing nginx or sshd fails them with what to install.
+Every test runs with ``XDG_STATE_HOME`` and ``XDG_CONFIG_HOME`` in a temporary directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,19 @@ from types import FrameType
 import pytest
 
 from opsconsole.lab import Lab
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_and_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test, and every command it runs, keeps its local audit trail, logs and saved
+    settings in a temporary directory: never in the user's ``~/.local/state`` or ``~/.config``
+    (tests that need their own set these again with monkeypatch)."""
+    root = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(root / "state"))
+        mp.setenv("XDG_CONFIG_HOME", str(root / "config"))
+        mp.delenv("OPSCONSOLE_CONFIG", raising=False)
+        yield
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -405,3 +405,21 @@ def test_audit_merges_the_same_event_once_and_keeps_what_only_one_side_knows() -
     both = merged[1]
     assert (both["result"], both["reason"]) == ("test-failed", "nginx!")
     assert all(e["before_version"] is None for e in merged)  # every key present
+
+
+def test_audit_local_shows_only_this_configs_services_on_its_servers(console: Console) -> None:
+    trail = console.state_home / "opsconsole" / "audit.jsonl"
+    trail.parent.mkdir(parents=True)
+    base = {"operator": "alice", "action": "maintenance on", "result": "ok"}
+    events = [
+        dict(base, time="2026-11-24T10:00:00Z", service="www", server="web8"),
+        # another fleet this operator also looks after, with a "www" of its own:
+        dict(base, time="2026-11-24T10:00:01Z", service="www", server="prod3"),
+        dict(base, time="2026-11-24T10:00:02Z", service="blog", server="web8"),
+        dict(base, time="2026-11-24T10:00:03Z", service="edge", server="web9"),
+    ]
+    trail.write_text("".join(json.dumps(e) + "\n" for e in events))
+    status, out, err = console.main("audit", "--local", "--json")
+    assert status == 0, err
+    shown = [(e["service"], e["server"]) for e in json.loads(out)["events"]]
+    assert shown == [("www", "web8"), ("edge", "web9")]

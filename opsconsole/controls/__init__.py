@@ -26,7 +26,7 @@ from .report import ApplyReport, ControlsReport, ServerControls, ServerResult
 from .settle import confirm_change, rollback_change
 from .setup import SetupReport, setup_service
 from .state import ControlState, state_from_json, state_to_dict, state_to_json
-from .timeline import Timeline, collect_timeline
+from .timeline import Timeline, collect_timeline, local_events
 
 __all__ = [
     "ApplyReport",
@@ -43,6 +43,7 @@ __all__ = [
     "default_trail",
     "edits",
     "expire_due",
+    "local_events",
     "next_expiry",
     "preview_settle",
     "read_controls",

@@ -130,6 +130,21 @@ def _since_ok(ev: Mapping[str, Any], since: datetime | None) -> bool:
         return False
 
 
+def local_events(
+    config: Config, services: Iterable[str], trail: Path, *, since: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The local trail's events of ``services`` on their configured servers, oldest first.
+
+    The local trail is one file for every config this operator uses: another fleet may also
+    have a "www", so an event counts only where this config places the service."""
+    placed = {(name, n) for name in services for n in config.service(name).servers}
+    return [
+        ev
+        for ev in read_trail(trail, since=since)
+        if (ev.get("service"), ev.get("server")) in placed
+    ]
+
+
 async def collect_timeline(
     config: Config,
     transports: Mapping[str, Transport | TransportError],
@@ -167,5 +182,5 @@ async def collect_timeline(
         for ev in chunk
         if ev.get("service") in names and _since_ok(ev, since)
     ]
-    local = [ev for ev in read_trail(trail, since=since) if ev.get("service") in names]
+    local = local_events(config, names, trail, since=since)
     return Timeline(merge_events(local, found), errors)

@@ -29,8 +29,8 @@ from ..controls import (
     collect_timeline,
     confirm_change,
     expire_due,
+    local_events,
     read_controls,
-    read_trail,
     rollback_change,
 )
 from ..controls import audit as audit_trail
@@ -185,7 +185,8 @@ class LiveSource:
         self.monitor.refresh()
 
     def audit(self, service: str | None = None) -> list[dict[str, Any]]:
-        return read_trail(self.audit_path, service=service)
+        services = [service] if service is not None else list(self.config.services)
+        return local_events(self.config, services, self.audit_path)
 
     async def timeline(self, timeout: float = 5.0) -> Timeline:
         """Every server's audit trail (all consoles' changes, the servers' own reverts and
