@@ -342,15 +342,22 @@ asyncio.run(main())
         console.wait()
     assert fleet.web1.status(client="192.0.2.1") == 403  # everyone is blocked now
     assert fleet.state()["version"] == 2
+    trail = fleet.web1.control / "www.audit.jsonl"
+
+    def last_event() -> dict[str, Any]:
+        return dict(json.loads(trail.read_text().splitlines()[-1]))
+
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and (
-        fleet.state()["version"] != 1 or fleet.web1.status(client="192.0.2.1") != 200
-    ):  # the timer swaps the files back, then reloads: old workers answer for a moment
+        fleet.state()["version"] != 1
+        or fleet.web1.status(client="192.0.2.1") != 200
+        or last_event()["operator"] != "opsconsole-timer"
+    ):  # the timer swaps the files back, reloads (old workers answer for a moment), records
         await asyncio.sleep(0.2)
     assert fleet.state()["version"] == 1
     assert fleet.web1.status(client="192.0.2.1") == 200
     assert fleet.web1.status(client="198.51.100.1") == 403
-    last = json.loads((fleet.web1.control / "www.audit.jsonl").read_text().splitlines()[-1])
+    last = last_event()
     assert last["operator"] == "opsconsole-timer" and last["result"] == "ok"
     assert "not confirmed within 4s" in last["action"]
 
