@@ -10,6 +10,7 @@ Every test runs with ``XDG_STATE_HOME`` and ``XDG_CONFIG_HOME`` in a temporary d
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,28 @@ def _private_state_and_config(tmp_path_factory: pytest.TempPathFactory) -> Itera
         mp.setenv("XDG_CONFIG_HOME", str(root / "config"))
         mp.delenv("OPSCONSOLE_CONFIG", raising=False)
         yield
+
+
+def _require(names: tuple[str, ...], package: str) -> None:
+    """Fail (never skip) when a real program the tests run is missing: a skipped integration
+    test would hide exactly what it is there to prove."""
+    search = "/usr/sbin:/usr/local/sbin:/usr/bin:/bin"
+    if not any(shutil.which(n, path=search) or shutil.which(n) for n in names):
+        pytest.fail(
+            f"{names[0]} is not installed: these tests run the real one "
+            f"(apt-get install {package}, or run bash .ci/run)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def needs_nginx() -> None:
+    _require(("nginx",), "nginx")
+
+
+@pytest.fixture
+def needs_sshd() -> None:
+    _require(("sshd",), "openssh-server")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -37,7 +37,7 @@ from opsconsole.transport.base import RunResult
 from opsconsole.transport.local import LocalTransport
 
 MakeFleet = Callable[[int], "Fleet"]
-pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+pytestmark = pytest.mark.usefixtures("needs_nginx")
 
 
 class Fleet:

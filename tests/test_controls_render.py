@@ -8,7 +8,6 @@ is also used by ``test_controls_apply.py``.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -30,7 +29,7 @@ from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, 
 from opsconsole.errors import UsageError
 
 NGINX = "/usr/sbin/nginx"
-pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
+pytestmark = pytest.mark.usefixtures("needs_nginx")
 
 CONF = """\
 worker_processes 1;

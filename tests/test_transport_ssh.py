@@ -38,7 +38,7 @@ from opsconsole.transport import (
 )
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") or "/usr/sbin/sshd"
-pytestmark = pytest.mark.skipif(not os.access(SSHD, os.X_OK), reason="needs openssh-server")
+pytestmark = pytest.mark.usefixtures("needs_sshd")
 
 
 def free_port() -> int:
