@@ -94,7 +94,7 @@ def test_a_generated_flood_log_read_through_real_tail_agrees_with_goaccess(tmp_p
         f'[services.www]\nservers = ["here"]\naccess_log = "{log}"\n'
     )
     ours = run_stats(config, "www")
-    assert ours["servers"] == {"here": {"requests": 60000, "connected": True}}
+    assert ours["servers"] == {"here": {"requests": 60000, "connected": True, "error": None}}
     assert_agrees(ours, goaccess_report(log, tmp_path / "report.json"))
 
 

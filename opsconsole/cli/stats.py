@@ -103,7 +103,7 @@ async def _once(fleet: Fleet, args: argparse.Namespace, since: float | None) -> 
     snap = stats.snapshot(args.service, top_n=args.top)
     connected = {name: feed.error is None for name, feed in feeds.items()}
     if args.json:
-        out = snap.to_json(connected)
+        out = snap.to_json(connected, {name: feed.error for name, feed in feeds.items()})
         out["since"] = "all" if since is None else format_duration(since)
         print(json.dumps(out))
     else:
@@ -127,7 +127,8 @@ async def _follow(fleet: Fleet, args: argparse.Namespace, window: float) -> int:
                         print(f"opsconsole: {name}: {feed.error}", file=sys.stderr)
             snap = pipeline.snapshot(top_n=args.top)
             if args.json:
-                print(json.dumps(snap.to_json(pipeline.connected())), flush=True)
+                out = snap.to_json(pipeline.connected(), dict(errors))
+                print(json.dumps(out), flush=True)
             else:
                 print(render_line(snap), flush=True)
     finally:

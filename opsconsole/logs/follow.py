@@ -135,7 +135,9 @@ class _File:
             if message.endswith(": file truncated"):
                 self.offset, self.skip, truncated = 0, False, True  # the rest of the line is gone
             else:
-                carry, self.message = line[:start], message  # the line continues after it
+                carry = line[:start]  # the line continues after it
+                if line not in _PATHLESS or not self.message:  # "no files remaining" says less
+                    self.message = message  # than the "cannot open …: Permission denied" before
         self.pending[:0] = carry
         return bytes(out), truncated
 
@@ -398,7 +400,7 @@ class LogFollower:
         result = await transport.run(argv, timeout=10.0, privileged=self._privileged)
         lines = result.stdout.decode("utf-8", "replace").splitlines()
         if len(lines) != 3 or not lines[0].isdigit():
-            return f"{transport.name}: cannot examine {self.path}: {result.error_text()}", None
+            return f"cannot examine {self.path}: {result.error_text()}", None
         self._seen_time = int(lines[0])
         parsed: list[FileStat | str | None] = []
         for text in lines[1:]:
@@ -406,7 +408,7 @@ class LogFollower:
                 parsed.append(FileStat(m[1], int(m[2]), int(m[3]), m[4]))
             else:
                 missing = text.endswith("No such file or directory")
-                parsed.append(None if missing else f"{transport.name}: {text}")
+                parsed.append(None if missing else text)
         return parsed[0], parsed[1] if isinstance(parsed[1], FileStat) else None
 
     async def _poll(self) -> None:

@@ -16,7 +16,9 @@ READ_SIZE = 1 << 20
 """Bytes asked of the channel per read: large reads keep the per-call overhead off the rate."""
 
 _RANGE = (  # reads from the descriptor it checked, so a rotation in between cannot mix files
-    'export LC_ALL=C; exec 3<"$1" || exit 66; '
+    "export LC_ALL=C; "
+    '[ -r "$1" ] || { echo "permission denied for user $(id -un)" >&2; exit 66; }; '
+    'exec 3<"$1" || exit 66; '
     'if [ -n "$3" ] && [ "$(stat -L -c %d:%i /dev/fd/3)" != "$3" ]; then '
     'echo "$1: the file was replaced (rotated)" >&2; exit 65; fi; exec tail -c +"$2" <&3'
 )
@@ -29,12 +31,16 @@ class LogFileError(OperationError):
 async def file_size(
     transport: Transport, path: str, *, privileged: bool = False
 ) -> tuple[str, int]:
-    """``(file_id, size)`` of the log now; LogFileError if it cannot be examined."""
-    argv = ["env", "LC_ALL=C", "stat", "-L", "-c", "%d:%i %s", "--", path]
+    """``(file_id, size)`` of the log now; LogFileError if it cannot be examined or is not a
+    regular file (a directory, a device).  Messages name the path, not the server: whoever
+    shows them says which server it is."""
+    argv = ["env", "LC_ALL=C", "stat", "-L", "-c", "%d:%i %s %F", "--", path]
     result = await transport.run(argv, privileged=privileged)
     if not result.ok:
-        raise LogFileError(f"{transport.name}: {result.error_text()}")
-    file_id, size = result.stdout.decode().split()
+        raise LogFileError(result.error_text())
+    file_id, size, kind = result.stdout.decode("utf-8", "replace").strip().split(" ", 2)
+    if not kind.startswith("regular"):  # "regular file", "regular empty file"
+        raise LogFileError(f"{path} is not a regular file ({kind})")
     return file_id, int(size)
 
 
@@ -79,6 +85,6 @@ async def read_range(
             if end is not None and pos >= end:
                 return
         if await stream.wait(10.0) != 0:
-            raise LogFileError(f"{transport.name}: {await stream.stderr_text()}")
+            raise LogFileError(f"cannot read {path}: {await stream.stderr_text()}")
     finally:
         await stream.close()

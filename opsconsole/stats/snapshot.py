@@ -49,16 +49,22 @@ class Snapshot:
             return 0.0
         return sum(n for k, n in self.status.items() if k[:1] == str(status_class)) / total
 
-    def to_json(self, connected: dict[str, bool] | None = None) -> dict[str, Any]:
-        """The ``stats --json`` object.  ``connected`` gives each server's link state."""
+    def to_json(
+        self, connected: dict[str, bool] | None = None, errors: dict[str, str | None] | None = None
+    ) -> dict[str, Any]:
+        """The ``stats --json`` object.  ``connected`` gives each server's link state and
+        ``errors`` why a server could not be read (None when it was)."""
         connected = connected or {}
-        servers = {
+        servers: dict[str, dict[str, Any]] = {
             name: {"requests": n, "connected": connected.get(name, True)}
             for name, n in sorted(self.servers.items())
             if name
         }
         for name, up in connected.items():
             servers.setdefault(name, {"requests": 0, "connected": up})
+        if errors is not None:
+            for name, entry in servers.items():
+                entry["error"] = errors.get(name)
         out: dict[str, Any] = {
             "service": self.service,
             "from": _iso(self.time_from),
