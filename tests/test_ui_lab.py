@@ -79,6 +79,9 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
         await wait_for(pilot, "the apply", lambda: modal.phase in ("done", "failed"), 60)
         assert modal.phase == "done", modal.stages
         assert all(stage.startswith("ok") for stage in modal.stages.values()), modal.stages
+        # The dialog says what the site answers now (the console's own address is not blocked).
+        assert modal.site_now is not None and modal.site_now[1].startswith("HTTP 200 in ")
+        assert "site now: HTTP 200" in str(modal.query_one("#action-progress").render())
         await pilot.press("escape")
         await pilot.press("q")
 

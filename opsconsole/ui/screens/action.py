@@ -10,7 +10,7 @@ with nginx's own message when it refused.  A commit-confirmed change shows its c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -50,6 +50,8 @@ class ActionModal(ModalScreen[None]):
         self.phase = "preview" if mode == "apply" else "ready"
         self.window_choice = 0
         self.stages: dict[str, str] = {}
+        self.site_now: tuple[str, str] | None = None
+        """After a change: (kind, text) of the post-change probe of the site's URL."""
         self.deadline: str | None = None
 
     @property
@@ -117,6 +119,10 @@ class ActionModal(ModalScreen[None]):
                 )
                 progress.append(f"{server}: ", "bold")
                 progress.append(f"{stage}\n", p[kind])
+        if self.site_now is not None:
+            kind, text = self.site_now
+            progress.append("site now: ", "bold")
+            progress.append(f"{text}\n", p[kind])
         if self.deadline:
             left = countdown(self.deadline, self.console.clock())
             progress.append(
@@ -201,6 +207,8 @@ class ActionModal(ModalScreen[None]):
                 self.deadline = r.confirm_deadline
         if self.mode in ("confirm", "rollback") and report.ok:
             self.deadline = None
+        if report.probe is not None:
+            self.site_now = site_answer(report.probe)
         self.phase = "done" if report.ok else "failed"
         if report.ok:
             self.notify(f"{report.action} on {self.service}: done", title="Applied")
@@ -271,3 +279,15 @@ class ActionModal(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss()
+
+
+def site_answer(probe: dict[str, Any]) -> tuple[str, str]:
+    """(kind, text) of the site probe after a change: what its visitors get now."""
+    status, error = probe.get("http_status"), probe.get("error")
+    if error is not None or status is None:
+        return "down", f"{error or 'no answer'} ({probe.get('url')})"
+    if status == 503:  # what maintenance mode answers
+        kind = "maintenance"
+    else:
+        kind = "ok" if status < 400 else "warn" if status < 500 else "down"
+    return kind, f"HTTP {status} in {probe.get('latency_ms')} ms ({probe.get('url')})"
