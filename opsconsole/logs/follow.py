@@ -1,8 +1,9 @@
 """Follow one access log on one server and deliver every complete line exactly once.
 
 Called by the app core (one :class:`LogFollower` per service and server); one-shot reads of a
-log's past live in :mod:`opsconsole.logs.history`.  Imports: the standard library, the history
-module and :mod:`opsconsole.transport.base`; it reaches the server only through a Transport.
+log's past live in :mod:`opsconsole.logs.history`, one tail stream's parsing in
+:mod:`opsconsole.logs.tailstream`.  Imports: the standard library, that module and
+:mod:`opsconsole.transport.base`; it reaches the server only through a Transport.
 
 How offsets stay exact:
 
@@ -28,13 +29,13 @@ import contextlib
 import enum
 import logging
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..transport.base import Backoff, Stream, Transport, TransportError
+from .tailstream import TailFile, spell
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,6 @@ _STAT = (  # three lines: the server's clock, then PATH and PATH.1, each a stat 
     "stat -L -c '%d:%i %s %Y %F' -- \"$f\" 2>&1; done"
 )
 _STAT_LINE = re.compile(r"(\d+:\d+) (\d+) (\d+) (.+)")
-_PATHLESS = (  # tail's messages that name no file: recognised only as a whole line
-    b"tail: inotify cannot be used, reverting to polling\n",
-    b"tail: inotify resources exhausted\n",
-    b"tail: no files remaining\n",
-)
 
 
 class FollowPhase(enum.Enum):
@@ -84,64 +80,6 @@ class FileStat(NamedTuple):
     kind: str
 
 
-def _spell(path: str) -> str:
-    """PATH as tail will print it: the same file, named in a way no log line can guess."""
-    bits = secrets.randbits(64)
-    return "/" + "".join("./" if bits >> i & 1 else "/" for i in range(64)) + path.lstrip("/")
-
-
-@dataclass(eq=False)
-class _File:
-    """One file being read: the live log, or an old one drained after a rotation."""
-
-    file_id: str
-    path: str
-    offset: int
-    current: bool = True
-    stream: Stream | None = None
-    reader: asyncio.Task[None] | None = None
-    gen: int = 0
-    """Bumped at every (re)start: data still queued from an older stream is dropped."""
-    spelled: bytes = b""
-    pending: bytearray = field(default_factory=bytearray)
-    skip: bool = False
-    """Started one byte early; the bytes up to the first newline are not a line of ours."""
-    last_data: float = field(default_factory=time.monotonic)
-    message: str = ""
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """Complete lines of the stream so far, and whether tail said "file truncated"."""
-        self.last_data = time.monotonic()
-        self.pending += data
-        last = self.pending.rfind(b"\n")
-        complete = bytes(self.pending[: last + 1])
-        del self.pending[: last + 1]
-        if b"tail: " not in complete and not self.skip:
-            self.offset += len(complete)
-            return complete, False
-        out, carry, truncated = bytearray(), b"", False
-        for piece in complete.split(b"\n")[:-1]:
-            line, carry = carry + piece + b"\n", b""
-            at = line.find(self.spelled)
-            start = line.rfind(b"tail: ", 0, at) if at >= 0 else (0 if line in _PATHLESS else -1)
-            if start < 0:
-                self.offset += len(line)
-                out += b"" if self.skip else line
-                self.skip = False
-                continue
-            message = line[start:].decode("utf-8", "replace").strip()
-            message = message.replace(self.spelled.decode(), self.path)
-            log.info("%s", message)
-            if message.endswith(": file truncated"):
-                self.offset, self.skip, truncated = 0, False, True  # the rest of the line is gone
-            else:
-                carry = line[:start]  # the line continues after it
-                if line not in _PATHLESS or not self.message:  # "no files remaining" says less
-                    self.message = message  # than the "cannot open …: Permission denied" before
-        self.pending[:0] = carry
-        return bytes(out), truncated
-
-
 class LogFollower:
     """Follows ``path`` through the transport that ``get_transport()`` returns (the pool's)."""
 
@@ -175,10 +113,10 @@ class LogFollower:
         self.state = FollowState(FollowPhase.STARTING)
         self.lost: list[str] = []
         """Gaps that could not be read back (an old file gone while disconnected)."""
-        self._files: list[_File] = []
+        self._files: list[TailFile] = []
         self._transport: Transport | None = None
         self._running = self._closed = self._waited = False
-        self._queue: asyncio.Queue[tuple[_File, int, bytes] | None] = asyncio.Queue(16)
+        self._queue: asyncio.Queue[tuple[TailFile, int, bytes] | None] = asyncio.Queue(16)
         self._wake = asyncio.Event()
         self._server_time = self._seen_time = 0
         """The server's clock at the last look at the files (0: never looked), and at this one."""
@@ -197,7 +135,7 @@ class LogFollower:
         current = self._current()
         return current.file_id if current else self._start[1]
 
-    def _current(self) -> _File | None:
+    def _current(self) -> TailFile | None:
         return next((f for f in self._files if f.current), None)
 
     def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
@@ -287,7 +225,7 @@ class LogFollower:
                 offset, file_id = 0, main.file_id  # a file that appeared while we watched
             elif offset is None:
                 offset, file_id = main.size, main.file_id
-            self._files = [_File(file_id or main.file_id, self.path, offset)]
+            self._files = [TailFile(file_id or main.file_id, self.path, offset)]
         at = {s.file_id: p for s, p in ((main, self.path), (old, self.path + ".1")) if s}
         current = self._current()
         for f in list(self._files):
@@ -309,16 +247,16 @@ class LogFollower:
         # PATH.1 is unknown but written since the last look, so it is read from its start.
         if old and old.file_id not in known | {main.file_id} and 0 < self._server_time <= old.mtime:
             log.info("%s.1 (file %s) came and went between two looks", self.path, old.file_id)
-            self._files.append(_File(old.file_id, self.path + ".1", 0, current=False))
+            self._files.append(TailFile(old.file_id, self.path + ".1", 0, current=False))
         if main.file_id in known:
             next(f for f in self._files if f.file_id == main.file_id).current = True
         else:
-            self._files.append(_File(main.file_id, self.path, 0))
+            self._files.append(TailFile(main.file_id, self.path, 0))
 
-    async def _start_stream(self, transport: Transport, f: _File) -> None:
+    async def _start_stream(self, transport: Transport, f: TailFile) -> None:
         await self._stop_stream(f)
         first = max(f.offset - 1, 0)  # from the newline before: proves we are at a line start
-        spelled = _spell(f.path)
+        spelled = spell(f.path)
         argv = ["sh", "-c", _TAIL, "sh", str(first + 1), spelled]
         f.stream = await transport.open_stream(argv, privileged=self._privileged)
         f.gen += 1
@@ -328,14 +266,14 @@ class LogFollower:
         if self._closed:
             await self._stop_stream(f)
 
-    async def _pump(self, f: _File, gen: int, stream: Stream) -> None:
+    async def _pump(self, f: TailFile, gen: int, stream: Stream) -> None:
         while True:
             data = await stream.read(65536)
             await self._queue.put((f, gen, data))  # bounded: a slow reader slows the tail down
             if not data:
                 return
 
-    async def _stop_stream(self, f: _File) -> None:
+    async def _stop_stream(self, f: TailFile) -> None:
         f.gen += 1
         reader, stream, f.reader, f.stream = f.reader, f.stream, None, None
         if f.skip:
@@ -352,7 +290,7 @@ class LogFollower:
         for f in list(self._files):
             await self._stop_stream(f)
 
-    async def _ended(self, f: _File) -> None:
+    async def _ended(self, f: TailFile) -> None:
         """A tail ended: it failed (its message came in-band) or it was killed or cut off."""
         message = f.message
         status = await f.stream.wait(1.0) if f.stream is not None else None
@@ -385,7 +323,7 @@ class LogFollower:
 
     # -- following -------------------------------------------------------------------------
 
-    async def _next_event(self) -> tuple[_File, int, bytes] | None:
+    async def _next_event(self) -> tuple[TailFile, int, bytes] | None:
         left = self._next_poll - time.monotonic()
         if left <= 0:
             return None
@@ -436,7 +374,7 @@ class LogFollower:
         await self._close_drained()
         self._backoff.reset()
 
-    async def _truncated(self, transport: Transport, current: _File) -> None:
+    async def _truncated(self, transport: Transport, current: TailFile) -> None:
         """Truncated in place, and tail has not said so (yet): restart at 0 after a grace."""
         now = time.monotonic()
         if self._truncated_since is None:
