@@ -126,3 +126,46 @@ def test_subnets_of_any_ipv6_spelling_match_the_ipaddress_module() -> None:
     assert subnet_of(b"203.0.113.9") == b"203.0.113.0/24"
     assert subnet_of(b"::ffff:203.0.113.9") == b"203.0.113.0/24"
     assert subnet_of(b"crawler.example.org") == b"crawler.example.org"
+
+
+def test_the_new_ip_rate_counts_clients_not_seen_recently() -> None:
+    clock = Clock(T0 + 40)
+    stats = TrafficStats(window=60, clock=clock)
+    regulars = [f"192.0.2.{i}" for i in range(20)]
+    # 30 s of the same 20 visitors: after their first second, nobody is new.
+    stats.add_chunk(b"".join(line(ip, sec) for sec in range(30) for ip in regulars))
+    snap = stats.snapshot("www", follow=True)
+    assert snap.new_ips_per_s == 0.0  # seconds 30..39: no new client
+    # A flood: every second 500 addresses never seen before, plus the regulars.
+    flood = iter(f"198.18.{n // 250}.{n % 250}" for n in range(100_000))
+    stats.add_chunk(
+        b"".join(
+            line(ip, sec)
+            for sec in range(30, 40)
+            for ip in [*regulars, *(next(flood) for _ in range(500))]
+        )
+    )
+    snap = stats.snapshot("www", follow=True)
+    assert 490 <= snap.new_ips_per_s <= 500  # Bloom false positives can only make it lower
+    assert snap.to_json()["new_ips_per_s"] == round(snap.new_ips_per_s, 1)
+    # History mode (stats --since) has no such rate.
+    history = TrafficStats(window=None)
+    history.add_chunk(line("192.0.2.1", 0))
+    assert history.snapshot("www").new_ips_per_s is None
+    assert "new_ips_per_s" not in history.snapshot("www").to_json()
+
+
+def test_the_seen_filter_keeps_a_fixed_size_and_forgets_old_generations() -> None:
+    from opsconsole.stats.sketch import SeenFilter
+
+    seen = SeenFilter(bits_log2=16, max_age=100)  # 8 KiB a generation, retired at 8192 keys
+    first = [f"10.0.{i // 256}.{i % 256}".encode() for i in range(5000)]
+    # A Bloom filter may take a new key for a seen one (about 0.5 % here), never the reverse.
+    assert 4900 <= seen.add_new(first, now=0) <= 5000
+    assert seen.add_new(first, now=1) == 0
+    # 50,000 other keys: many generations retire, memory does not grow.
+    others = [f"10.9.{i // 256}.{i % 256}".encode() for i in range(50_000)]
+    for start in range(0, 50_000, 1000):
+        seen.add_new(others[start : start + 1000], now=2)
+    assert len(seen._cur) == len(seen._old) == 8192
+    assert seen.add_new(first, now=3) > 4500  # long gone: new again (a few false positives)

@@ -65,6 +65,9 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
             lambda: bool(table.entries) and table.entries[0].key in heavy,
             90,
         )
+        # The flood comes from a large pool of addresses: new ones arrive every second.
+        assert (source.snapshot("www").new_ips_per_s or 0) > 0
+        assert " new IPs/s" in str(screen.query_one("#service-info").render())
         await pilot.press("p")  # pause the live refresh so the row stays put
         target = table.entries[0].key
         table.focus()

@@ -1,8 +1,8 @@
-"""Bounded-memory counting: a capped heavy-hitters counter and a distinct-count sketch.
+"""Bounded-memory counting: heavy hitters, distinct counts, and which keys are new.
 
-Used by :mod:`opsconsole.stats.traffic`.  Both are exact until the data outgrows them, then say so
-(``estimated``): an attack that brings millions of distinct IPs, paths or user agents must not
-grow the console's memory without bound.
+Used by :mod:`opsconsole.stats.traffic`.  The counters are exact until the data outgrows them,
+then say so (``estimated``): an attack that brings millions of distinct IPs, paths or user
+agents must not grow the console's memory without bound.
 
 * :class:`TopCounter` — a ``collections.Counter`` (updated from iterables in C) that, when it holds
   more than ``cap`` keys, drops its long tail (at most ``cap // 2`` keys stay).  A kept key can
@@ -11,6 +11,7 @@ grow the console's memory without bound.
   their counts stay exact while they stay above every cut-off.
 * :class:`DistinctCounter` — a K-minimum-values sketch of 64-bit hashes (standard error about
   1/sqrt(k), 1.6 % with the default k = 4096).  Sketches of different seconds merge by union.
+* :class:`SeenFilter` — a fixed-size two-generation Bloom filter: which client IPs are new.
 """
 
 from __future__ import annotations
@@ -127,3 +128,49 @@ class DistinctCounter:
             return len(self._heap)  # fewer than k distinct: exact
         kth = -self._heap[0]
         return int((self.k - 1) * _HASH_SPACE / (kth + 1))
+
+
+class SeenFilter:
+    """Which keys were seen recently: for the rate of new client IPs in the live window.
+
+    Two generations of a Bloom filter (two probes taken from one 64-bit hash), ``2**bits_log2``
+    bits each.  A generation is retired when it has taken ``bits / 8`` keys (about 3 % false
+    positives at most) or is ``max_age`` seconds old; "new" then means "not seen within the last
+    one or two generations".  Memory is fixed (2 x 512 KiB by default).  A false positive makes
+    a new key pass for seen, so new-key counts can be a little low, never high.
+    """
+
+    __slots__ = ("_cur", "_limit", "_mask", "_old", "_started", "_taken", "max_age")
+
+    def __init__(self, bits_log2: int = 22, max_age: float = 600.0) -> None:
+        size = 1 << (bits_log2 - 3)
+        self._cur = bytearray(size)
+        self._old = bytearray(size)
+        self._mask = (1 << bits_log2) - 1
+        self._limit = (1 << bits_log2) // 8
+        self._taken = 0
+        self._started: float | None = None
+        self.max_age = max_age
+
+    def add_new(self, keys: Iterable[bytes], now: float) -> int:
+        """Remember ``keys`` (distinct); return how many of them were not seen recently."""
+        if self._started is None:
+            self._started = now
+        elif self._taken >= self._limit or now - self._started >= self.max_age:
+            self._old, self._cur = self._cur, bytearray(len(self._cur))
+            self._taken, self._started = 0, now
+        cur, old, mask = self._cur, self._old, self._mask
+        new = taken = 0
+        for h in map(hash, keys):  # salted per process: fine, the filter never leaves it
+            a = h & mask
+            b = (h >> 32) & mask
+            ia, ma, ib, mb = a >> 3, 1 << (a & 7), b >> 3, 1 << (b & 7)
+            if cur[ia] & ma and cur[ib] & mb:
+                continue
+            cur[ia] |= ma
+            cur[ib] |= mb
+            taken += 1
+            if not (old[ia] & ma and old[ib] & mb):
+                new += 1
+        self._taken += taken
+        return new

@@ -42,6 +42,9 @@ class Snapshot:
     estimated: dict[str, bool] = field(default_factory=dict)
     """Which numbers are estimates (bounded-memory sketches took over)."""
     unparsed_samples: tuple[str, ...] = ()
+    new_ips_per_s: float | None = None
+    """Live mode: client IPs not seen recently, per second over the last 10 s (a flood from a
+    large pool of addresses keeps this high; regular visitors do not)."""
 
     def share(self, status_class: int) -> float:
         total = sum(self.status.values())
@@ -87,6 +90,8 @@ class Snapshot:
             out["estimated_fields"] = sorted(self.estimated)
         if self.unparsed_samples:
             out["unparsed_samples"] = list(self.unparsed_samples[:5])
+        if self.new_ips_per_s is not None:
+            out["new_ips_per_s"] = round(self.new_ips_per_s, 1)
         return out
 
 

@@ -28,11 +28,13 @@ from operator import itemgetter
 from ..logs.logformat import LogFormat
 from ..logs.parse import LineParser, ParsedChunk
 from . import fast
-from .sketch import DistinctCounter, TopCounter
+from .sketch import DistinctCounter, SeenFilter, TopCounter
 from .snapshot import Snapshot, TopEntry, subnet_of
 
 RING_SECONDS = 900
 """15 minutes of per-second buckets for rate and status charts."""
+NEW_IP_SECONDS = 10
+"""The new-IP rate is the mean over this many full seconds."""
 
 DIMENSIONS = ("client", "path", "agent", "method", "status")
 
@@ -47,6 +49,8 @@ class SecondBucket:
     trimmed: set[str] = field(default_factory=set)
     """Dimensions whose long tail was dropped to bound memory (their counts are estimates)."""
     distinct: DistinctCounter | None = None
+    new_ips: int = 0
+    """Live mode: clients of this second not seen recently (:class:`SeenFilter`)."""
 
 
 @dataclass
@@ -85,6 +89,8 @@ class TrafficStats:
         self.top = {d: TopCounter(cap) for d in self._get}
         self.nets = TopCounter(cap)
         self.distinct: DistinctCounter | None = None  # history mode, once "client" is pruned
+        self.seen = SeenFilter() if window is not None else None
+        """Live mode: which clients are new, for the new-IP rate."""
         # History mode of a plain `combined` log: the optional C extension counts whole chunks.
         self._fast = window is None and since is None and fast.available()
         self._fast = self._fast and fast.supports(self.format)
@@ -269,6 +275,8 @@ class TrafficStats:
             if bucket.distinct is None:
                 bucket.distinct = DistinctCounter(1024)
             bucket.distinct.add_many(set(adds["client"]))
+            if self.seen is not None:
+                bucket.new_ips += self.seen.add_new(adds["client"], float(sec))
 
     @staticmethod
     def _merge(target: TopCounter, counts: Counter[bytes]) -> None:
@@ -342,7 +350,12 @@ class TrafficStats:
             exact_ips = not self.top["client"].estimated and "client" not in trimmed
             unique = len(self.top["client"]) if exact_ips else distinct.estimate()
             t_from, t_to = float(start), float(end)
+            recent = [
+                self.ring[s].new_ips for s in range(end - NEW_IP_SECONDS, end) if s in self.ring
+            ]
+            new_ips_per_s: float | None = sum(recent) / NEW_IP_SECONDS
         else:
+            new_ips_per_s = None
             trimmed = set()
             requests = self.requests
             status = self.status_total
@@ -405,6 +418,7 @@ class TrafficStats:
             classes=classes,
             estimated=estimated,
             unparsed_samples=tuple(self.unparsed_samples),
+            new_ips_per_s=new_ips_per_s,
         )
 
 

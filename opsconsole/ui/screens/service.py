@@ -101,6 +101,8 @@ class ServiceScreen(Screen[None]):
         info.append(f"{snap.unique_ips} IPs")
         if snap.estimated:
             info.append(" (estimated)", p["muted"])
+        if snap.new_ips_per_s is not None:
+            info.append(f"  ·  {snap.new_ips_per_s:.0f} new IPs/s")
         svc_health = health.services.get(self.service)
         if svc_health is not None:
             info.append("  ·  health ")
