@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .config import Config, ServiceConfig
@@ -61,6 +61,32 @@ class Fleet:
     async def transport(self, server: str) -> Transport:
         return await self.pool.get(server)
 
+    async def reach(
+        self,
+        servers: Iterable[str],
+        *,
+        timeout: float = 15.0,
+        on_connected: Callable[[str], None] | None = None,
+    ) -> dict[str, Transport | TransportError]:
+        """A connection to each of ``servers``, in parallel, or the TransportError saying why
+        there is none: not reached within ``timeout`` seconds (with the pool's last error), a
+        refused host key or login."""
+        names = list(servers)
+
+        async def one(server: str) -> Transport | TransportError:
+            try:
+                t = await asyncio.wait_for(self.pool.get(server), timeout)
+            except TimeoutError:
+                status = self.pool.status(server).describe()
+                return TransportError(f"no connection within {timeout:g}s ({status})")
+            except TransportError as e:
+                return e
+            if on_connected is not None:
+                on_connected(server)
+            return t
+
+        return dict(zip(names, await asyncio.gather(*(one(s) for s in names)), strict=True))
+
     async def transports(
         self,
         service: str,
@@ -74,31 +100,11 @@ class Fleet:
         (the pool's last error), so a front end can say which server blocks an action.
         """
         svc = self.config.service(service)
-
-        async def one(server: str) -> Transport:
-            t = await asyncio.wait_for(self.pool.get(server), timeout)
-            if on_connected is not None:
-                on_connected(server)
-            return t
-
-        results = await asyncio.gather(*(one(s) for s in svc.servers), return_exceptions=True)
-        out: dict[str, Transport] = {}
-        failed: list[str] = []
-        for server, r in zip(svc.servers, results, strict=True):
-            if isinstance(r, TimeoutError):
-                failed.append(
-                    f"{server}: no connection within {timeout:g}s "
-                    f"({self.pool.status(server).describe()})"
-                )
-            elif isinstance(r, TransportError):
-                failed.append(f"{server}: {r}")
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                out[server] = r
+        reached = await self.reach(svc.servers, timeout=timeout, on_connected=on_connected)
+        failed = [f"{n}: {r}" for n, r in reached.items() if isinstance(r, TransportError)]
         if failed:
             raise OperationError(f"{service}: cannot reach " + "; ".join(failed))
-        return out
+        return {n: r for n, r in reached.items() if not isinstance(r, TransportError)}
 
     # ---------------------------------------------------------------- history
     async def read_history(

@@ -38,7 +38,6 @@ from ..fleet import Fleet, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
-from ..transport.base import Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -193,20 +192,9 @@ class LiveSource:
         recoveries) merged with the local trail; a server not reachable within ``timeout`` is
         named in ``errors`` and the others are still read."""
         servers = sorted({n for svc in self.config.services.values() for n in svc.servers})
-
-        async def one(server: str) -> Transport | TransportError:
-            try:
-                return await asyncio.wait_for(self.fleet.pool.get(server), timeout)
-            except TimeoutError:
-                status = self.fleet.pool.status(server).describe()
-                return TransportError(f"no connection within {timeout:g}s ({status})")
-            except TransportError as e:
-                return e
-
-        conns = await asyncio.gather(*(one(s) for s in servers))
         return await collect_timeline(
             self.config,
-            dict(zip(servers, conns, strict=True)),
+            await self.fleet.reach(servers, timeout=timeout),
             services=list(self.config.services),
             since=None,
             trail=self.audit_path,
