@@ -38,6 +38,7 @@ from ..controls import (
     validate,
 )
 from ..controls.apply import MAX_CONFIRM
+from ..controls.report import probe_text
 from ..controls.state import parse_utc
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError
@@ -264,11 +265,7 @@ def render_result(report: ApplyReport, config_arg: str | None) -> str:
     lines = [f"{title}{report.action} on {report.service}"]
     lines += [f"  {n.ljust(width)}  {describe(report, n)}" for n in report.results]
     if report.probe is not None:
-        p = report.probe
-        answer = (
-            f"HTTP {p['http_status']} in {p['latency_ms']} ms" if p["error"] is None else p["error"]
-        )
-        lines.append(f"site now: {answer} ({p['url']})")
+        lines.append(f"site now: {probe_text(report.probe)}")
     if report.dry_run:
         for names, diff in _diffs(report):
             lines.append(f"# diff on {', '.join(names)}:")

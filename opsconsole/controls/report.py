@@ -59,6 +59,19 @@ class ServerResult:
         }
 
 
+def probe_text(probe: dict[str, Any]) -> str:
+    """The site's answer after a change, for people: ``HTTP 503 in 4.1 ms (URL)`` or why there
+    was none."""
+    status, error = probe.get("http_status"), probe.get("error")
+    if error is not None:
+        answer = str(error)
+    elif status is None:
+        answer = "no answer"
+    else:
+        answer = f"HTTP {status} in {probe.get('latency_ms')} ms"
+    return f"{answer} ({probe.get('url')})"
+
+
 @dataclass(frozen=True)
 class ApplyReport:
     """One operation on every server of a service."""

@@ -82,8 +82,7 @@ async def read_server_trail(
     return _parse_lines(data)
 
 
-def event_key(ev: Mapping[str, Any]) -> Key:
-    """What identifies one event in both trails (its server and local records)."""
+def _key(ev: Mapping[str, Any]) -> Key:
     return tuple(str(ev.get(k)) for k in ("time", "operator", "service", "server", "action"))  # type: ignore[return-value]
 
 
@@ -98,11 +97,11 @@ def merge_events(
     """One list in time order; each event gets ``source``: ``server``, ``local`` or ``both``."""
     pending: dict[Key, list[dict[str, Any]]] = defaultdict(list)
     for ev in local:
-        pending[event_key(ev)].append(ev)
+        pending[_key(ev)].append(ev)
     merged = []
     for ev in remote:
         ev = dict(ev)
-        twins = pending.get(event_key(ev))
+        twins = pending.get(_key(ev))
         if twins:
             mine = twins.pop(0)
             for name in ("reason", "rolled_back"):

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from ...controls import ApplyReport, Edit
+from ...controls.report import probe_text
 from ..messages import ActionDone, ActionProgress, CoreFailed, PreviewReady
 from ..rows import countdown
 
@@ -283,11 +284,11 @@ class ActionModal(ModalScreen[None]):
 
 def site_answer(probe: dict[str, Any]) -> tuple[str, str]:
     """(kind, text) of the site probe after a change: what its visitors get now."""
-    status, error = probe.get("http_status"), probe.get("error")
-    if error is not None or status is None:
-        return "down", f"{error or 'no answer'} ({probe.get('url')})"
-    if status == 503:  # what maintenance mode answers
+    status = probe.get("http_status")
+    if probe.get("error") is not None or status is None:
+        kind = "down"
+    elif status == 503:  # what maintenance mode answers
         kind = "maintenance"
     else:
         kind = "ok" if status < 400 else "warn" if status < 500 else "down"
-    return kind, f"HTTP {status} in {probe.get('latency_ms')} ms ({probe.get('url')})"
+    return kind, probe_text(probe)

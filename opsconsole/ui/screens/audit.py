@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
-from ...controls.timeline import event_key
+from ...controls.timeline import merge_events
 from ..messages import CoreFailed, TimelineRead
 
 if TYPE_CHECKING:
@@ -92,10 +92,9 @@ class AuditScreen(Screen[None]):
     def _show(self) -> None:
         app = cast("OpsConsoleApp", self.app)
         if self._remote is not None:
-            # The last read of the servers, plus what this console recorded since.
-            known = {event_key(ev) for ev in self._remote.events}
-            newer = [ev for ev in self._local if event_key(ev) not in known]
-            events = sorted([*self._remote.events, *newer], key=lambda e: str(e.get("time", "")))
+            # The last read of the servers, merged with the local trail as it is now.
+            servers = [ev for ev in self._remote.events if ev.get("source") != "local"]
+            events = merge_events(self._local, servers)
         else:
             events = list(self._local)
         events.reverse()
