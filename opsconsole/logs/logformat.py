@@ -41,6 +41,12 @@ _CLIENT_VARS = {"remote_addr", "realip_remote_addr", "http_x_real_ip", "http_cf_
 _TIME_VARS = {"time_local": "local", "time_iso8601": "iso8601", "msec": "msec"}
 _PATH_VARS = {"request_uri", "uri", "document_uri"}
 _HOST_VARS = {"host", "http_host", "server_name"}
+_TEXT_FIELDS = {
+    **dict.fromkeys(_PATH_VARS, "path"),
+    "http_user_agent": "agent",
+    **dict.fromkeys(_HOST_VARS, "host"),
+}
+"""Variables captured as plain text, and the field each one fills (the first one wins)."""
 _VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 # Fixed-shape values get a precise pattern; free text gets "anything up to the next delimiter".
@@ -143,17 +149,9 @@ def compile_format(fmt: str) -> LogFormat:
             parts.append(rb"([A-Za-z]*)" if not quoted else _quoted_body(True))
             groups["method"] = ngroups
             ngroups += 1
-        elif name in _PATH_VARS and "path" not in groups:
+        elif (field := _TEXT_FIELDS.get(name)) and field not in groups:
             parts.append(_quoted_body(True) if quoted else b"(" + _until(nxt.encode()) + b")")
-            groups["path"] = ngroups
-            ngroups += 1
-        elif name == "http_user_agent" and "agent" not in groups:
-            parts.append(_quoted_body(True) if quoted else b"(" + _until(nxt.encode()) + b")")
-            groups["agent"] = ngroups
-            ngroups += 1
-        elif name in _HOST_VARS and "host" not in groups:
-            parts.append(_quoted_body(True) if quoted else b"(" + _until(nxt.encode()) + b")")
-            groups["host"] = ngroups
+            groups[field] = ngroups
             ngroups += 1
         else:
             parts.append(_quoted_body(False) if quoted else _until(nxt.encode()))
