@@ -82,13 +82,13 @@ async def measure(lab: Lab, samples: int) -> tuple[list[float], list[float], lis
 
     fleet = Fleet(load_config(str(lab.config_path)), max_attempts=3)
     pipeline = fleet.pipeline("shop")
-    add_chunk = pipeline.stats.add_chunk
+    add_chunk = pipeline.window.add_chunk
 
     def counted(chunk: bytes, server: str = "") -> None:
         add_chunk(chunk, server)
         _arrivals(chunk, ops_seen, time.perf_counter())
 
-    pipeline.stats.add_chunk = counted  # type: ignore[method-assign]
+    pipeline.window.add_chunk = counted  # type: ignore[method-assign]
     pipeline.start()
 
     async with asyncssh.connect(**lab.connect_options("web1")) as conn:  # noqa: SIM117
@@ -110,7 +110,7 @@ async def measure(lab: Lab, samples: int) -> tuple[list[float], list[float], lis
             ops: list[float] = []
             answered: list[float] = []
             url = lab.url("shop", "web1")
-            counted_before, began = pipeline.stats.requests, time.monotonic()
+            counted_before, began = pipeline.window.requests, time.monotonic()
             async with httpx.AsyncClient(timeout=10) as client:
                 for i in range(samples):
                     sent = time.perf_counter()
@@ -127,7 +127,7 @@ async def measure(lab: Lab, samples: int) -> tuple[list[float], list[float], lis
                         ops.append(ops_seen[i] - sent)
                     await asyncio.sleep(random.uniform(0.05, 0.15))
             reader.cancel()
-            rate = (pipeline.stats.requests - counted_before) / (time.monotonic() - began)
+            rate = (pipeline.window.requests - counted_before) / (time.monotonic() - began)
             print(f"shop's log grew by {rate:.0f} lines/s while measuring (probes included)")
     await pipeline.stop()
     await fleet.close()

@@ -3,7 +3,7 @@
     python bench/memory_bench.py [--ips 1000000] [--mode window|history]
 
 Feeds --ips lines, each from a different IPv4/IPv6 client with a random 404 path, into
-TrafficStats — in `window` mode all within one 60 s sliding window (the live console under a
+HistoryCounts / LiveWindow — in `window` mode all within one 60 s sliding window (the live console under a
 flood), in `history` mode as `stats --since all` — and prints the peak RSS of this process next
 to its RSS before the feed (the interpreter and modules), and the estimated vs true unique IPs.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from opsconsole.stats.traffic import TrafficStats
+from opsconsole.stats.history import HistoryCounts
+from opsconsole.stats.window import LiveWindow
 
 T0 = 1_795_532_400
 
@@ -36,7 +37,11 @@ def main() -> None:
     rng = random.Random(1)
     base = rss_mb()
     clock_now = float(T0 + 60)
-    stats = TrafficStats(window=60.0 if a.mode == "window" else None, clock=lambda: clock_now)
+    stats: HistoryCounts | LiveWindow = (
+        LiveWindow(window=60.0, clock=lambda: clock_now)
+        if a.mode == "window"
+        else HistoryCounts(clock=lambda: clock_now)
+    )
     per_second = a.ips // 60 + 1
     ips = rng.sample(range(1 << 32), a.ips)
     t0 = time.perf_counter()

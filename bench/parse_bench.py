@@ -27,9 +27,9 @@ sys.path.insert(0, str(HERE.parent))
 
 def run_opsconsole(path: str) -> tuple[float, int, int]:
     from opsconsole.fleet import HISTORY_BATCH
-    from opsconsole.stats.traffic import TrafficStats
+    from opsconsole.stats.history import HistoryCounts
 
-    stats = TrafficStats(window=None)
+    stats = HistoryCounts()
     t0 = time.perf_counter()
     with open(path, "rb") as f:
         rest = b""

@@ -1,28 +1,39 @@
 """The app core: one connection pool for the fleet, one traffic pipeline per service.
 
-Front ends (the CLI's ``stats`` and the TUI) call :class:`Fleet`; it never imports Textual.
-Data flows one way: transport -> log follower -> parser -> TrafficStats -> immutable snapshots.
-Each server of a service is read independently, so a dead server or a missing log shows up
-as that server's state while the others keep streaming.
+The session layer (:mod:`opsconsole.session`) and the CLI's ``stats`` call :class:`Fleet`; it
+never imports a front end.  Data flows one way: transport -> log follower -> parser -> counts
+(:class:`~opsconsole.stats.history.HistoryCounts`, :class:`~opsconsole.stats.window.LiveWindow`)
+-> immutable snapshots.  Parsing and counting run in the fleet's worker thread, never on the
+event loop a front end draws on.  Each server of a service is read independently, so a dead
+server or a missing log shows up as that server's :class:`FeedState` while the others keep
+streaming.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from .config import Config, ServiceConfig
 from .errors import OperationError
+from .health.report import Status
 from .logs.follow import FollowPhase, FollowState, LogFollower
 from .logs.history import file_size, read_range
 from .logs.parse import LineParser
+from .stats.history import HistoryCounts
 from .stats.snapshot import Snapshot
-from .stats.traffic import ServerTotals, TrafficStats
-from .transport.base import Transport, TransportError
+from .stats.traffic import ServerTotals
+from .stats.window import LiveWindow
+from .transport.base import LinkState, ServerStatus, Transport, TransportError
 from .transport.pool import ConnectionPool
+
+T = TypeVar("T")
 
 HISTORY_BATCH = 4 << 20
 """Bytes of complete lines counted at once when reading history: bigger batches cost less per
@@ -32,31 +43,93 @@ Progress = Callable[[str, int, int], None]
 """progress(server, bytes_done, bytes_total) during history reads."""
 
 
+class FeedState(enum.StrEnum):
+    """Where one server's log stream stands."""
+
+    CONNECTING = "connecting"
+    FOLLOWING = "following"
+    WAITING = "waiting for file"
+    """The log does not exist yet; it is read from its start once it appears."""
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    """The log cannot be read (missing, not a file, no permission) or the server refused us:
+    retried, but someone has to act."""
+    READ = "read"
+    """History: the span asked for was read."""
+
+    @property
+    def status(self) -> Status:
+        """The verdict front ends colour by."""
+        if self in (FeedState.FOLLOWING, FeedState.READ):
+            return Status.OK
+        return Status.DOWN if self is FeedState.FAILED else Status.WARN
+
+
+_PHASES = {
+    FollowPhase.STARTING: FeedState.CONNECTING,
+    FollowPhase.FOLLOWING: FeedState.FOLLOWING,
+    FollowPhase.WAITING: FeedState.WAITING,
+    FollowPhase.RECONNECTING: FeedState.RECONNECTING,
+    FollowPhase.ERROR: FeedState.FAILED,
+    FollowPhase.CLOSED: FeedState.RECONNECTING,
+}
+
+
 @dataclass
 class ServerFeed:
     """What the front ends show about one server's log stream."""
 
-    state: str = "connecting"
+    state: FeedState = FeedState.CONNECTING
     error: str | None = None
+    detail: str = ""
+    """How the state reads for people: "following the log", "reconnecting in 4s: …"."""
 
     @property
     def connected(self) -> bool:
-        return self.error is None and self.state == "following"
+        return self.error is None and self.state is FeedState.FOLLOWING
+
+
+def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[Status, str]:
+    """One server of one service for people: its SSH link first, then its log feed."""
+    if link is not None and link.state is LinkState.FAILED:
+        return Status.DOWN, link.describe()
+    if link is not None and link.state is not LinkState.CONNECTED:
+        return Status.WARN, link.describe()
+    if feed is None:
+        return Status.WARN, "no log feed"
+    if feed.connected:
+        return Status.OK, "following the log"
+    return feed.state.status, feed.error or feed.detail or feed.state.value
 
 
 class Fleet:
     """Connections and pipelines for a loaded config."""
 
     def __init__(
-        self, config: Config, pool: ConnectionPool | None = None, *, max_attempts: int | None = None
+        self,
+        config: Config,
+        pool: ConnectionPool | None = None,
+        *,
+        max_attempts: int | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         """``max_attempts``: connection attempts per server before it is reported failed (None:
         keep retrying, for live views; one-shot commands give up after a few)."""
         self.config = config
-        self.pool = pool or ConnectionPool(config.servers, max_attempts=max_attempts)
+        self.pool = pool or ConnectionPool(
+            config.servers, max_attempts=max_attempts, connect_timeout=connect_timeout
+        )
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsconsole-count")
+        """Where every parse and count runs: one thread, so the counts need no locks and the
+        front end's event loop stays free while a flood is parsed."""
 
     async def close(self) -> None:
         await self.pool.close()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    async def work(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` in the fleet's worker thread (parsing, counting, replaying)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def transport(self, server: str) -> Transport:
         return await self.pool.get(server)
@@ -109,11 +182,11 @@ class Fleet:
     # ---------------------------------------------------------------- history
     async def read_history(
         self, service: str, since: float | None, *, progress: Progress | None = None
-    ) -> tuple[TrafficStats, dict[str, ServerFeed]]:
+    ) -> tuple[HistoryCounts, dict[str, ServerFeed]]:
         """Read each server's log back to ``since`` (epoch seconds; None = the whole file) and
-        count it.  Returns the stats and, per server, its outcome (error text if it failed)."""
+        count it.  Returns the counts and, per server, its outcome (error text if it failed)."""
         svc = self.config.service(service)
-        stats = TrafficStats(svc.log_format, window=None, since=since)
+        stats = HistoryCounts(svc.log_format, since=since)
         feeds = {name: ServerFeed() for name in svc.servers}
 
         async def one(server: str) -> None:
@@ -130,23 +203,25 @@ class Fleet:
                     batch.append(chunk)
                     pending += len(chunk)
                     if pending >= HISTORY_BATCH:
-                        stats.add_chunk(b"".join(batch), server)
+                        await self.work(stats.add_chunk, b"".join(batch), server)
                         done, batch, pending = done + pending, [], 0
                         if progress:
                             progress(server, done, size - start)
                 if batch:
-                    stats.add_chunk(b"".join(batch), server)
-                feed.state = "read"
+                    await self.work(stats.add_chunk, b"".join(batch), server)
+                feed.state = FeedState.READ
             except (TransportError, OperationError) as e:
-                feed.state, feed.error = "failed", str(e) or type(e).__name__
+                feed.state, feed.error = FeedState.FAILED, str(e) or type(e).__name__
             stats.servers.setdefault(server, ServerTotals())  # listed even when it failed
 
         await asyncio.gather(*(one(s) for s in svc.servers))
         return stats, feeds
 
-    def pipeline(self, service: str, *, window: float | None = None) -> ServicePipeline:
+    def pipeline(
+        self, service: str, *, window: float | None = None, top_n: int = 20
+    ) -> ServicePipeline:
         svc = self.config.service(service)
-        return ServicePipeline(self, svc, window or self.config.console.window)
+        return ServicePipeline(self, svc, window or self.config.console.window, top_n=top_n)
 
 
 _SAMPLE = 'tail -c +"$1" -- "$2" | head -c "$3"'
@@ -183,19 +258,28 @@ async def find_start(t: Transport, path: str, size: int, since: float, parser: L
 
 
 class ServicePipeline:
-    """Live statistics of one service: backfill the window, then follow every server."""
+    """Live statistics of one service: backfill the window, then follow every server.
 
-    def __init__(self, fleet: Fleet, svc: ServiceConfig, window: float) -> None:
+    The counts live in the fleet's worker thread; :meth:`snapshot` hands out the newest
+    immutable snapshot, published once a second (or by :meth:`refresh`), so reading one costs
+    nothing and changes nothing."""
+
+    def __init__(self, fleet: Fleet, svc: ServiceConfig, window: float, *, top_n: int = 20) -> None:
         self.fleet = fleet
         self.svc = svc
-        self.stats = TrafficStats(svc.log_format, window=window)
+        self.top_n = top_n
+        self.window = LiveWindow(svc.log_format, window=window)
         self.feeds = {name: ServerFeed() for name in svc.servers}
+        self._latest = self.window.snapshot(svc.name, top_n=top_n)
         self._tasks: list[asyncio.Task[None]] = []
         self._followers: list[LogFollower] = []
 
-    def start(self) -> None:
+    def start(self, *, publish: bool = True) -> None:
+        """Follow every server; ``publish``: refresh the snapshot every second by itself."""
         for server in self.svc.servers:
             self._tasks.append(asyncio.create_task(self._run(server), name=f"follow {server}"))
+        if publish:
+            self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
 
     async def stop(self) -> None:
         for f in self._followers:
@@ -203,12 +287,38 @@ class ServicePipeline:
                 await f.close()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # asyncio.wait, not `await task`: that would swallow a cancellation of our caller.
+            await asyncio.wait(self._tasks, timeout=5.0)
 
-    def snapshot(self, *, top_n: int = 10) -> Snapshot:
-        return self.stats.snapshot(self.svc.name, top_n=top_n, follow=True)
+    def snapshot(self, *, top_n: int | None = None) -> Snapshot:
+        """The newest published snapshot (top lists cut to ``top_n``)."""
+        snap = self._latest
+        if top_n is None or top_n >= self.top_n:
+            return snap
+        return replace(
+            snap,
+            top_ips=snap.top_ips[:top_n],
+            top_subnets=snap.top_subnets[:top_n],
+            top_paths=snap.top_paths[:top_n],
+            top_user_agents=snap.top_user_agents[:top_n],
+        )
+
+    async def refresh(self) -> Snapshot:
+        """Expire the window and publish a fresh snapshot now."""
+        self._latest = await self.fleet.work(self._compute)
+        return self._latest
+
+    def _compute(self) -> Snapshot:
+        self.window.advance()
+        return self.window.snapshot(self.svc.name, top_n=self.top_n)
+
+    async def _publish(self) -> None:
+        next_tick = time.monotonic()
+        while True:
+            next_tick += 1.0
+            await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+            await self.refresh()
 
     def connected(self) -> dict[str, bool]:
         return {name: feed.connected for name, feed in self.feeds.items()}
@@ -221,19 +331,20 @@ class ServicePipeline:
             try:
                 t = await self.fleet.pool.get(server)
                 file_id, size = await file_size(t, path)
-                since = time.time() - (self.stats.window or 0)
-                start = await find_start(t, path, size, since, self.stats.parser)
+                since = time.time() - self.window.window
+                start = await find_start(t, path, size, since, self.window.parser)
                 break
             except (TransportError, OperationError) as e:
-                feed.state, feed.error = "failed", str(e)
+                feed.state, feed.error = FeedState.FAILED, str(e)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
         def on_state(state: FollowState) -> None:
+            feed.state = _PHASES[state.phase]
             if state.phase is FollowPhase.FOLLOWING:
-                feed.state, feed.error = "following", None
+                feed.error, feed.detail = None, "following the log"
             else:
-                feed.state, feed.error = state.phase.value, state.describe()
+                feed.error = feed.detail = state.describe()
 
         follower = LogFollower(
             lambda: self.fleet.pool.get(server),
@@ -244,4 +355,4 @@ class ServicePipeline:
         )
         self._followers.append(follower)
         async for chunk in follower.chunks():
-            self.stats.add_chunk(chunk, server)
+            await self.fleet.work(self.window.add_chunk, chunk, server)

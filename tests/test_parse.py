@@ -148,9 +148,9 @@ def test_any_bytes_are_either_parsed_or_counted(data: bytes) -> None:
 
 
 def test_a_time_that_matches_the_shape_but_is_not_a_date_is_unparsed() -> None:
-    from opsconsole.stats.traffic import TrafficStats
+    from opsconsole.stats.history import HistoryCounts
 
-    stats = TrafficStats(window=None)
+    stats = HistoryCounts()
     stats.add_chunk(b'1.2.3.4 - - [24/Foo/2026:15:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "u"\n')
     snap = stats.snapshot("www")
     assert (snap.requests, snap.unparsed) == (0, 1)

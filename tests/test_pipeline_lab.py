@@ -78,10 +78,10 @@ async def test_the_pipeline_counts_every_line_nginx_wrote_through_failures(tmp_p
 
         written = sum(len(p.read_bytes().splitlines()) for p in (Path(f"{log}.1"), log))
         assert written > 100
-        await wait_until(lambda: pipeline.stats.requests >= written, timeout=30)
+        await wait_until(lambda: pipeline.window.requests >= written, timeout=30)
         await asyncio.sleep(2)  # nothing more may arrive: no line counted twice
-        assert pipeline.stats.requests == written
-        assert pipeline.stats.unparsed == 0
+        assert pipeline.window.requests == written
+        assert pipeline.window.unparsed == 0
         snap = pipeline.snapshot()
         assert snap.servers == {"web1": written}
     finally:

@@ -7,7 +7,8 @@ import random
 import time
 import tracemalloc
 
-from opsconsole.stats.traffic import TrafficStats
+from opsconsole.stats.history import HistoryCounts
+from opsconsole.stats.window import LiveWindow
 
 T0 = 1_795_532_400  # 2026-11-24T15:00:00Z
 
@@ -31,7 +32,7 @@ class Clock:
 
 
 def test_history_counts_status_top_ips_subnets_and_servers() -> None:
-    stats = TrafficStats(window=None)
+    stats = HistoryCounts()
     stats.add_chunk(b"".join(line(f"198.18.7.{i}", 0, status=404) for i in range(1, 101)), "web1")
     stats.add_chunk(line("198.18.7.7", 1, status=404) * 50 + line("2001:db8:5:1::9", 2) * 3, "web2")
     snap = stats.snapshot("www")
@@ -47,20 +48,22 @@ def test_history_counts_status_top_ips_subnets_and_servers() -> None:
 
 
 def test_history_since_drops_older_lines() -> None:
-    stats = TrafficStats(window=None, since=T0 + 10)
+    stats = HistoryCounts(since=T0 + 10)
     stats.add_chunk(b"".join(line("1.1.1.1", s) for s in range(20)))
     assert stats.snapshot("www").requests == 10
 
 
 def test_live_window_forgets_what_left_it_but_keeps_the_rate_history() -> None:
     clock = Clock(T0 + 5)
-    stats = TrafficStats(window=60, clock=clock)
+    stats = LiveWindow(window=60, clock=clock)
     stats.add_chunk(line("198.18.7.7", 0) * 30 + line("203.0.113.5", 4) * 2)
-    snap = stats.snapshot("www", follow=True)
+    stats.advance()
+    snap = stats.snapshot("www")
     assert snap.top_ips[0].key == "198.18.7.7" and snap.top_ips[0].requests == 30
     assert snap.rps == 2  # the last full second (T0+4)
     clock.t = T0 + 62  # second 0 has left the 60 s window, second 4 has not
-    snap = stats.snapshot("www", follow=True)
+    stats.advance()
+    snap = stats.snapshot("www")
     assert [(e.key, e.requests) for e in snap.top_ips] == [("203.0.113.5", 2)]
     assert snap.requests == 2
     assert sum(snap.per_second) == 32  # the 15-minute rate history still has both
@@ -68,7 +71,7 @@ def test_live_window_forgets_what_left_it_but_keeps_the_rate_history() -> None:
 
 def test_a_flood_of_distinct_ips_keeps_memory_bounded_and_says_what_is_estimated() -> None:
     rng = random.Random(7)
-    stats = TrafficStats(window=None, cap=20_000)
+    stats = HistoryCounts(cap=20_000)
     heavy = "198.18.9.9"
     seen: set[str] = set()
     tracemalloc.start()
@@ -94,7 +97,7 @@ def test_a_flood_of_distinct_ips_keeps_memory_bounded_and_says_what_is_estimated
 
 def test_live_window_under_a_flood_keeps_heavy_hitters_exact_within_a_memory_bound() -> None:
     clock = Clock(T0 + 30)
-    stats = TrafficStats(window=60, clock=clock, bucket_cap=200)
+    stats = LiveWindow(window=60, clock=clock, bucket_cap=200)
     rng = random.Random(3)
     for sec in range(30):
         flood = [line(f"10.9.{rng.randrange(256)}.{rng.randrange(256)}", sec) for _ in range(1000)]
@@ -106,6 +109,7 @@ def test_live_window_under_a_flood_keeps_heavy_hitters_exact_within_a_memory_bou
     assert snap.requests == 30 * 1005  # request counts and status mix are never estimates
     # Once those seconds leave the window nothing of them is left behind.
     clock.t = T0 + 200
+    stats.advance()
     assert stats.snapshot("www").top_ips == () and len(stats.top["client"]) == 0
 
 
@@ -130,11 +134,12 @@ def test_subnets_of_any_ipv6_spelling_match_the_ipaddress_module() -> None:
 
 def test_the_new_ip_rate_counts_clients_not_seen_recently() -> None:
     clock = Clock(T0 + 40)
-    stats = TrafficStats(window=60, clock=clock)
+    stats = LiveWindow(window=60, clock=clock)
     regulars = [f"192.0.2.{i}" for i in range(20)]
     # 30 s of the same 20 visitors: after their first second, nobody is new.
     stats.add_chunk(b"".join(line(ip, sec) for sec in range(30) for ip in regulars))
-    snap = stats.snapshot("www", follow=True)
+    stats.advance()
+    snap = stats.snapshot("www")
     assert snap.new_ips_per_s == 0.0  # seconds 30..39: no new client
     # A flood: every second 500 addresses never seen before, plus the regulars.
     flood = iter(f"198.18.{n // 250}.{n % 250}" for n in range(100_000))
@@ -145,11 +150,12 @@ def test_the_new_ip_rate_counts_clients_not_seen_recently() -> None:
             for ip in [*regulars, *(next(flood) for _ in range(500))]
         )
     )
-    snap = stats.snapshot("www", follow=True)
+    stats.advance()
+    snap = stats.snapshot("www")
     assert 490 <= snap.new_ips_per_s <= 500  # Bloom false positives can only make it lower
     assert snap.to_json()["new_ips_per_s"] == round(snap.new_ips_per_s, 1)
     # History mode (stats --since) has no such rate.
-    history = TrafficStats(window=None)
+    history = HistoryCounts()
     history.add_chunk(line("192.0.2.1", 0))
     assert history.snapshot("www").new_ips_per_s is None
     assert "new_ips_per_s" not in history.snapshot("www").to_json()
@@ -169,3 +175,52 @@ def test_the_seen_filter_keeps_a_fixed_size_and_forgets_old_generations() -> Non
         seen.add_new(others[start : start + 1000], now=2)
     assert len(seen._cur) == len(seen._old) == 8192
     assert seen.add_new(first, now=3) > 4500  # long gone: new again (a few false positives)
+
+
+def test_reading_a_snapshot_of_the_window_changes_nothing() -> None:
+    clock = Clock(T0 + 5)
+    stats = LiveWindow(window=60, clock=clock)
+    stats.add_chunk(line("198.18.7.7", 0) * 30)
+    clock.t = T0 + 100  # second 0 has left the window, but nobody advanced it yet
+    before = (dict(stats.top["client"].counts), len(stats.ring))
+    first = stats.snapshot("www")
+    assert (dict(stats.top["client"].counts), len(stats.ring)) == before
+    assert stats.snapshot("www") == first  # the same answer twice: reading is pure
+    assert first.requests == 0  # the request count is over the window, whatever is expired
+    stats.advance()  # the owner (the pipeline's publisher) expires the window
+    assert stats.snapshot("www").top_ips == ()
+
+
+def test_each_servers_numbers_in_the_window_add_up_to_the_total() -> None:
+    clock = Clock(T0 + 100)
+    stats = LiveWindow(window=60, clock=clock)
+    stats.add_chunk(line("198.18.7.7", 10) * 7, "web1")  # before the window
+    stats.add_chunk(line("198.18.7.7", 50) * 5 + line("198.18.7.8", 90) * 3, "web1")
+    stats.add_chunk(line("203.0.113.5", 95) * 4, "web2")
+    stats.advance()
+    snap = stats.snapshot("www")
+    assert snap.requests == 12  # seconds 41..100: not the 7 requests of second 10
+    assert snap.servers == {"web1": 8, "web2": 4}
+    assert sum(snap.servers.values()) == snap.requests
+    assert snap.to_json()["servers"]["web1"]["requests"] == 8
+
+
+def test_a_log_younger_than_the_window_divides_its_rate_by_the_time_it_covers() -> None:
+    clock = Clock(T0 + 20)
+    # `stats --since 60s` of a lab started 20 s ago: 36 requests over 20 s is 1.8 req/s.
+    history = HistoryCounts(since=T0 + 20 - 60, clock=clock)
+    young = b"".join(line("198.51.100.1", 1 + i * 19 // 35) for i in range(36))  # s 1..20
+    history.add_chunk(young)
+    snap = history.snapshot("www")
+    assert snap.requests == 36
+    assert snap.span == 20 and snap.rps == 36 / 20
+    assert snap.to_json()["from"] == "2026-11-24T15:00:01Z"
+    # A log that reaches back beyond --since covers all of it.
+    old = HistoryCounts(since=T0 + 20 - 60, clock=clock)
+    old.add_chunk(line("198.51.100.1", -100) + line("198.51.100.1", 10) * 30)
+    assert old.snapshot("www").span == 51  # from --since (second -40) to the last line (10)
+    # The live window too: its mean rate is over the seconds the logs cover.
+    live = LiveWindow(window=60, clock=clock)
+    live.add_chunk(young)
+    live.advance()
+    assert live.snapshot("www").span == 20 and live.snapshot("www").mean_rps == 36 / 20

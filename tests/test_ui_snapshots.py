@@ -26,7 +26,7 @@ from opsconsole.controls import (
 )
 from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, RateLimit
 from opsconsole.controls.timeline import merge_events
-from opsconsole.fleet import ServerFeed
+from opsconsole.fleet import FeedState, ServerFeed
 from opsconsole.health import FleetHealth, ServerHealth, ServiceHealth, Status
 from opsconsole.stats.snapshot import Snapshot, TopEntry
 from opsconsole.transport import LinkState, ServerStatus
@@ -144,10 +144,10 @@ class FakeSource:
         return fake_snapshot(service, top_n)
 
     def feeds(self, service: str) -> dict[str, ServerFeed]:
-        feeds = {s: ServerFeed("following") for s in SERVICES[service]}
+        feeds = {s: ServerFeed(FeedState.FOLLOWING) for s in SERVICES[service]}
         if service == "forums":
             feeds["web2"] = ServerFeed(
-                "waiting for file", "no such file: /var/log/nginx/forums.log"
+                FeedState.FAILED, "no such file: /var/log/nginx/forums.log"
             )
         return feeds
 

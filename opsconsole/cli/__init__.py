@@ -14,11 +14,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .. import __version__
-from ..errors import OpsConsoleError
+from .running import Interrupted, early_interrupts, sync_interrupts
+
+early_interrupts()  # before the heavy imports below: Ctrl-C now ends the start-up quietly
+
+from .. import __version__  # noqa: E402
+from ..errors import OpsConsoleError  # noqa: E402
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = ("stats", "check", "lab", "demo", "setup", "controls", "act", "audit")
+NO_CONFIG = frozenset({"lab", "demo"})
+"""Commands that do not read the config (they make their own)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,14 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
+    for name, command in sub.choices.items():
+        if name not in NO_CONFIG:
+            # Also after the command (`opsconsole stats www --config lab.toml`); SUPPRESS keeps
+            # a --config given before the command when none follows it.
+            command.add_argument(
+                "--config", metavar="PATH", default=argparse.SUPPRESS, help="config file to use"
+            )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func = getattr(args, "func", None)
+    """The ``opsconsole`` command: its exit status; never a traceback for what an operator
+    does (bad input, an unreachable server, Ctrl-C at any moment, a closed pipe)."""
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func = getattr(args, "func", None)
+        sync_interrupts()  # from here on, Ctrl-C lets the command clean up
         if func is None:
             from .tui import run_tui
 
@@ -66,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status
     except OpsConsoleError as e:
         print(f"opsconsole: {e}", file=sys.stderr)
+        return e.exit_status
+    except Interrupted as e:
+        if e.exit_status:
+            print("opsconsole: interrupted", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:
         print("opsconsole: interrupted", file=sys.stderr)

@@ -13,11 +13,13 @@ import sys
 import time
 from typing import Any
 
-from ..config import load_config
+from ..config import Config, load_config
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError
 from ..fleet import Fleet
 from ..stats.snapshot import Snapshot
+from ..text import shown
+from .running import run_async
 
 
 def register(sub: Any) -> None:
@@ -80,15 +82,13 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise UsageError(f"--since: {e} (or 'all')") from None
     if args.follow:
-        fleet = Fleet(config)  # live: keep retrying servers that are down
-        try:
-            return asyncio.run(_follow(fleet, args, since or window))
-        except KeyboardInterrupt:
-            return 0  # Ctrl-C is how one stops following
-    return asyncio.run(_once(Fleet(config, max_attempts=3), args, since))
+        # Live: keep retrying servers that are down.  Ctrl-C is how one stops following (0).
+        return run_async(_follow(config, args, since or window), interrupted_status=0)
+    return run_async(_once(config, args, since))
 
 
-async def _once(fleet: Fleet, args: argparse.Namespace, since: float | None) -> int:
+async def _once(config: Config, args: argparse.Namespace, since: float | None) -> int:
+    fleet = Fleet(config, max_attempts=3)
     progress = _Progress() if sys.stderr.isatty() else None
     try:
         cutoff = None if since is None else time.time() - since
@@ -111,9 +111,10 @@ async def _once(fleet: Fleet, args: argparse.Namespace, since: float | None) -> 
     return 1 if all(feed.error for feed in feeds.values()) else 0
 
 
-async def _follow(fleet: Fleet, args: argparse.Namespace, window: float) -> int:
-    pipeline = fleet.pipeline(args.service, window=window)
-    pipeline.start()
+async def _follow(config: Config, args: argparse.Namespace, window: float) -> int:
+    fleet = Fleet(config)
+    pipeline = fleet.pipeline(args.service, window=window, top_n=args.top)
+    pipeline.start(publish=False)
     errors: dict[str, str | None] = {}
     try:
         next_tick = time.monotonic() + 1.0
@@ -125,7 +126,7 @@ async def _follow(fleet: Fleet, args: argparse.Namespace, window: float) -> int:
                     errors[name] = feed.error
                     if feed.error:
                         print(f"opsconsole: {name}: {feed.error}", file=sys.stderr)
-            snap = pipeline.snapshot(top_n=args.top)
+            snap = await pipeline.refresh()
             if args.json:
                 out = snap.to_json(pipeline.connected(), dict(errors))
                 print(json.dumps(out), flush=True)
@@ -138,7 +139,7 @@ async def _follow(fleet: Fleet, args: argparse.Namespace, window: float) -> int:
 
 def render_line(snap: Snapshot) -> str:
     top = snap.top_subnets[0] if snap.top_subnets else None
-    top_text = f"  top subnet {top.key} {top.requests}" if top else ""
+    top_text = f"  top subnet {shown(top.key)} {top.requests}" if top else ""
     return (
         f"{time.strftime('%H:%M:%S')} {snap.service}: {snap.rps:7.1f} req/s  "
         f"2xx {snap.share(2):4.0%}  4xx {snap.share(4):4.0%}  5xx {snap.share(5):4.0%}  "
@@ -165,7 +166,7 @@ def render_text(snap: Snapshot, connected: dict[str, bool], span: str) -> str:
         ("top user agents", snap.top_user_agents),
     ):
         lines.append(f"{title}:")
-        lines.extend(f"  {e.requests:>9}  {e.key[:100]}" for e in entries)
+        lines.extend(f"  {e.requests:>9}  {shown(e.key, 100)}" for e in entries)
     return "\n".join(lines)
 
 

@@ -13,20 +13,36 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 
 class Status(enum.StrEnum):
-    """Verdict of one server or service, worst last."""
+    """Verdict of one server, service, log feed or answer, best first (the order of
+    :attr:`rank`, defined once here: front ends sort and colour by it, never re-derive it)."""
 
     OK = "ok"
     UNKNOWN = "unknown"
     """Nothing to judge (a service without a URL); never makes the fleet unhealthy."""
+    MAINTENANCE = "maintenance"
+    """Not serving on purpose: the site is in maintenance mode and answers 503 with its page."""
     WARN = "warn"
     DOWN = "down"
+
+    @property
+    def rank(self) -> int:
+        """0 for OK up to 4 for DOWN: sort by it to see the worst first."""
+        return _RANKS[self]
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status], default: Status | None = None) -> Status:
+        """The worst of ``statuses`` (``default``, or OK, when there are none)."""
+        return max(statuses, key=_RANKS.__getitem__, default=default or cls.OK)
+
+
+_RANKS = {s: i for i, s in enumerate(Status)}
 
 
 @dataclass(frozen=True)

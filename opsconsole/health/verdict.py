@@ -21,8 +21,7 @@ from .report import HostMetrics, HttpResult, ServerHealth, ServiceHealth, Status
 
 
 def _worst(statuses: list[Status]) -> Status:
-    order = [Status.OK, Status.UNKNOWN, Status.WARN, Status.DOWN]
-    return max(statuses, key=order.index, default=Status.OK)
+    return Status.worst(statuses)
 
 
 def judge_server(

@@ -24,6 +24,7 @@ decoded here: fields stay ``bytes`` because logs are not guaranteed to be UTF-8.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -91,8 +92,12 @@ def _until(delim: bytes) -> bytes:
     return b"[^" + d + rb"\n]*"
 
 
+@functools.lru_cache(maxsize=64)
 def compile_format(fmt: str) -> LogFormat:
-    """Compile ``"combined"`` or an nginx log_format string.  Raises ValueError if unusable."""
+    """Compile ``"combined"`` or an nginx log_format string.  Raises ValueError if unusable.
+
+    Cached: each service's format is compiled once per process, however many pipelines, history
+    reads and replays use it (the config loader's validation compiles it first)."""
     source = PREDEFINED.get(fmt.strip(), fmt)
     if "\n" in source or "\r" in source or not source.strip():
         raise ValueError('expected one line: "combined" or an nginx log_format string')

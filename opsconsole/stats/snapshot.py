@@ -1,16 +1,46 @@
 """Immutable traffic snapshots and their JSON form (the ``stats --json`` contract, DESIGN §7).
 
-Produced by :class:`opsconsole.stats.traffic.TrafficStats`, consumed by the CLI and the TUI.  This
-module is the one place that knows the JSON keys of ``stats --json``.
+Produced by :class:`~opsconsole.stats.history.HistoryCounts` and
+:class:`~opsconsole.stats.window.LiveWindow`, consumed by the CLI and the TUI.  This module is the
+one place that knows the JSON keys of ``stats --json``, and where HTTP status classes are named
+(:class:`StatusClass`), so no front end re-derives them.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+
+class StatusClass(enum.IntEnum):
+    """The class of an HTTP status code (its first digit), and what it says about a site."""
+
+    INFORMATIONAL = 1
+    SUCCESS = 2
+    REDIRECT = 3
+    CLIENT_ERROR = 4
+    SERVER_ERROR = 5
+
+    @classmethod
+    def of(cls, code: str | int) -> StatusClass | None:
+        """``"404"`` -> CLIENT_ERROR; None for what is not a status code."""
+        text = str(code)
+        if len(text) != 3 or not text.isdigit() or text[0] not in "12345":
+            return None
+        return cls(int(text[0]))
+
+    @property
+    def label(self) -> str:
+        return f"{self.value}xx"
+
+    @property
+    def severity(self) -> str:
+        """``ok`` (1xx-3xx), ``warn`` (4xx: refused or missing) or ``down`` (5xx: failing)."""
+        return "ok" if self <= StatusClass.REDIRECT else "warn" if self == 4 else "down"
 
 
 @dataclass(frozen=True)
@@ -45,6 +75,13 @@ class Snapshot:
     new_ips_per_s: float | None = None
     """Live mode: client IPs not seen recently, per second over the last 10 s (a flood from a
     large pool of addresses keeps this high; regular visitors do not)."""
+    span: float = 0.0
+    """Seconds the counts cover: the window or ``--since``, or less while the logs are younger."""
+
+    @property
+    def mean_rps(self) -> float:
+        """Requests per second over the span covered."""
+        return self.requests / self.span if self.span else 0.0
 
     def share(self, status_class: int) -> float:
         total = sum(self.status.values())

@@ -1,0 +1,151 @@
+"""Counting a span read back from the logs: ``opsconsole stats --since 15m|all``.
+
+Fed by :meth:`opsconsole.fleet.Fleet.read_history` with batches of complete lines per server;
+read once at the end with :meth:`HistoryCounts.snapshot`.  Every line at or after ``since``
+counts, and the top lists are over all of it.  This is the hot path of the parse benchmark, so it
+updates counters straight from the row tuples with C-level ``Counter.update(map(itemgetter(i),
+rows))``, and a plain ``combined`` log read from the start (``since=None``) is counted by the
+optional C extension (:mod:`.fast`) in one pass per chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from ..logs.logformat import LogFormat
+from . import fast
+from .sketch import DistinctCounter
+from .snapshot import Snapshot, subnet_of
+from .traffic import SecondBucket, TrafficCounts
+
+
+class HistoryCounts(TrafficCounts):
+    """The counts of one service's logs from ``since`` (epoch seconds; None: all of them)."""
+
+    def __init__(
+        self,
+        fmt: LogFormat | str = "combined",
+        *,
+        since: float | None = None,
+        cap: int = 200_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(fmt, cap=cap)
+        self.since = since
+        self.clock = clock
+        self.status_total: Counter[bytes] = Counter()
+        self.distinct: DistinctCounter | None = None  # once "client" is pruned
+        # A plain `combined` log read whole: the optional C extension counts whole chunks.
+        self._fast = since is None and fast.available() and fast.supports(self.format)
+        self.hll: bytearray | None = fast.new_hll() if self._fast else None
+        """With the extension: a HyperLogLog of every client, for unique_ips."""
+
+    # ----------------------------------------------------------------- feeding
+    def add_chunk(self, chunk: bytes, server: str = "") -> None:
+        if self._fast and b"/0000:" not in chunk:  # year 0000 has no epoch: Python path
+            self._add_fast(chunk, server)
+        else:
+            self.add(self.parser.parse(chunk), server)
+
+    def _add_fast(self, chunk: bytes, server: str) -> None:
+        """The C extension's equivalent of ``add(parser.parse(chunk))``."""
+        per_second: Counter[tuple[bytes, bytes]] = Counter()
+        others: Counter[bytes] = Counter()
+        top = self.top
+        lines, parsed = fast.count_combined(
+            chunk, top["client"].counts, self.nets.counts, others, top["path"].counts,
+            top["agent"].counts, top["method"].counts, per_second, self.hll,
+        )  # fmt: skip
+        for client, n in others.items():  # IPv6 (and non-IP) clients: /48 in Python
+            self.nets.counts[subnet_of(client)] += n
+        for counter in (*top.values(), self.nets):
+            if len(counter) > counter.cap:
+                counter.prune()
+        unparsed, samples = 0, list[str]()
+        if parsed < lines:
+            lines, unparsed, samples = self.parser.account(chunk, lines, parsed)
+        totals = self._account(server, lines, unparsed, samples)
+        if parsed:
+            seconds = {t: self.parser.epoch(t) for t, _ in per_second}
+            lo = min(s for s in seconds.values() if s is not None)
+            self.earliest = lo if self.earliest is None else min(self.earliest, lo)
+            self._count_seconds(server, totals, parsed, per_second, seconds)
+
+    def _cutoff(self) -> float | None:
+        return self.since
+
+    def _count_status(self, bucket: SecondBucket, status: bytes, count: int) -> None:
+        self.status_total[status] += count
+
+    def _count_rows(self, rows: list[tuple[bytes, ...]], seconds: dict[bytes, int | None]) -> None:
+        for dim, get in self._get.items():
+            if dim == "status":
+                continue  # exact in status_total
+            counter = self.top[dim]
+            if dim == "client" and self.hll is not None:
+                fast.hll_add(self.hll, set(map(get, rows)))
+            elif (
+                dim == "client" and self.distinct is None and len(counter) + len(rows) > counter.cap
+            ):
+                self.distinct = DistinctCounter()
+                self.distinct.add_many(counter.counts)
+            counter.update(map(get, rows))
+            if dim == "client" and self.distinct is not None:
+                self.distinct.add_many(set(map(get, rows)))
+        self._merge(self.nets, self._net_counts(rows))
+
+    # ---------------------------------------------------------------- reading
+    def covered(self) -> tuple[float, float]:
+        """(from, to) epoch seconds the counted logs cover.
+
+        From ``since`` when the logs reach back beyond it (a line older than ``since`` was
+        read), else from the first line: a log only 20 s old covers 20 s, not the 60 asked
+        for, and its rate is divided by 20."""
+        now = self.clock()
+        if self.first_ts is None or self.last_ts is None:
+            start = self.since if self.since is not None else now
+            return float(start), float(max(start, now) if self.since is not None else start)
+        start = self.first_ts
+        if self.since is not None and self.earliest is not None and self.earliest < self.since:
+            start = int(self.since)
+        return float(start), float(max(self.last_ts, start))
+
+    def snapshot(self, service: str, *, top_n: int = 10) -> Snapshot:
+        """An immutable view of everything counted; changes nothing."""
+        t_from, t_to = self.covered()
+        requests = self.requests
+        span = max(t_to - t_from + 1, 1.0) if requests else 0.0
+        exact_ips = not self.top["client"].estimated
+        if exact_ips:
+            unique = len(self.top["client"])
+        elif self.hll is not None:
+            unique = fast.hll_estimate(self.hll)
+        else:
+            unique = self.distinct.estimate() if self.distinct is not None else 0
+        per_second, classes = self.ring_series(self.last_ts or int(self.clock()))
+        estimated = self.estimated_tops(set())
+        if not exact_ips:
+            estimated["unique_ips"] = True
+        tops = self.tops(top_n)
+        return Snapshot(
+            service=service,
+            time_from=t_from,
+            time_to=t_to,
+            requests=requests,
+            unparsed=self.unparsed,
+            rps=requests / span if span else 0.0,
+            unique_ips=unique,
+            status={k.decode(): v for k, v in sorted(self.status_total.items())},
+            servers={name: t.requests for name, t in self.servers.items()},
+            per_second=per_second,
+            classes=classes,
+            estimated=estimated,
+            unparsed_samples=tuple(self.unparsed_samples),
+            span=span,
+            top_ips=tops["top_ips"],
+            top_subnets=tops["top_subnets"],
+            top_paths=tops["top_paths"],
+            top_user_agents=tops["top_user_agents"],
+        )
