@@ -8,6 +8,11 @@ the lab started.  Inside the console Ctrl-C only reminds the operator of the qui
 convention).  A missing nginx or sshd is reported with the package to install (exit status 2)
 before anything starts.  The demo's audit trail is kept in the lab directory, apart from the
 operator's real one.
+
+The demo owns its lab (the lab registry records the demo's PID and start time): if the demo is
+killed with SIGKILL, nothing here runs, so the next ``opsconsole demo`` or ``lab up`` finds the
+processes it left and offers to stop them (:func:`~opsconsole.cli.lab.deal_with_left_labs`).  The
+lab's directory and the command that stops it are printed before the lab starts, for that case.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +31,7 @@ from typing import Any
 
 from ..lab import Lab
 from ..lab.lab import require_software
+from .lab import deal_with_left_labs, down_command
 from .tui import build_app, run_app
 
 
@@ -92,8 +99,15 @@ def _demo(args: argparse.Namespace) -> int:
         print("opsconsole: --flood-after must be 0 or more seconds", file=sys.stderr)
         return 2
     require_software()  # LabError, exit status 2, naming the packages to install
+    deal_with_left_labs("opsconsole demo", starting_in=args.dir.resolve() if args.dir else None)
+    lab_dir = (args.dir or Path(tempfile.mkdtemp(prefix="opsconsole-lab-"))).resolve()
+    print(
+        f"opsconsole demo: the lab's files are in {lab_dir} "
+        f"(if the demo is killed, stop what it left with: {down_command(lab_dir)})",
+        file=sys.stderr,
+    )
     with _progress("starting the rehearsal lab (sshd and nginx on loopback)…"):
-        lab = Lab.start(args.dir, traffic=False, seed=args.seed)
+        lab = Lab.start(lab_dir, traffic=False, seed=args.seed)
     app = None
 
     def stop_app(signum: int, frame: FrameType | None) -> None:
@@ -118,7 +132,11 @@ def _demo(args: argparse.Namespace) -> int:
         lab.stop()
         left = [k for k, r in lab.processes().items() if r.alive()]
         if left:
-            print(f"opsconsole demo: could not stop {', '.join(left)}", file=sys.stderr)
+            print(
+                f"opsconsole demo: could not stop {', '.join(left)}; its files stay in {lab.dir}; "
+                f"try: {down_command(lab.dir)}",
+                file=sys.stderr,
+            )
         else:
             print(
                 f"opsconsole demo: lab stopped ({len(lab.processes())} processes); "

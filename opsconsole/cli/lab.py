@@ -3,6 +3,11 @@
 A thin front end over :class:`opsconsole.lab.Lab`.  ``up`` prints the path of the lab's config on
 stdout (so ``opsconsole --config "$(opsconsole lab up)"`` works) and everything else on stderr;
 ``down`` stops exactly the processes ``up`` started; ``status`` lists them with their liveness.
+The default directory is ``$XDG_STATE_HOME/opsconsole/lab``, outside any checkout.
+
+:func:`deal_with_left_labs` is shared with ``opsconsole demo``: before either starts a lab it looks
+in the lab registry for labs a killed demo left running and offers to stop them (by PID).  Every
+command printed for the operator is quoted to run as printed.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from ..lab import Lab, LabError
+from ..lab.registry import Entry, default_lab_dir, survey
 from ..lab.traffic import FLOOD_RPS
 
-DEFAULT_DIR = "opsconsole-lab"
+OLD_DEFAULT_DIR = Path("opsconsole-lab")
+"""Where labs went before they moved to the state directory: still looked at by down/status."""
 
 
 def register(subparsers: Any) -> None:
@@ -36,8 +44,11 @@ def register(subparsers: Any) -> None:
         p.add_argument(
             "--dir",
             type=Path,
-            default=Path(DEFAULT_DIR),
-            help=f"the lab's directory (default: ./{DEFAULT_DIR})",
+            default=None,
+            help=(
+                "the lab's directory (default: $XDG_STATE_HOME/opsconsole/lab, "
+                f"here {default_lab_dir()})"
+            ),
         )
 
     up = actions.add_parser(
@@ -87,20 +98,97 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=_status)
 
 
+def _lab_dir(args: argparse.Namespace) -> Path:
+    return (args.dir if args.dir is not None else default_lab_dir()).resolve()
+
+
+def down_command(lab_dir: Path) -> str:
+    return f"opsconsole lab down --dir {quote(str(lab_dir))}"
+
+
+def _on_terminal() -> bool:
+    """True when an operator can answer a question: stdin and stderr are both terminals."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
+
+
+def deal_with_left_labs(prog: str, starting_in: Path | None = None) -> None:
+    """Before a lab starts: find labs left running by an owner that died, and offer to stop them.
+
+    On a terminal, asks for each (default yes) and stops it by PID; otherwise prints the command
+    that stops it and carries on, never waiting for input.  A ``lab up`` lab still running is only
+    mentioned, unless it runs in ``starting_in`` (starting there is refused with the same advice).
+    """
+    stale, detached = survey()
+    for entry in stale:
+        _offer_to_stop(prog, entry)
+    for entry in detached:
+        if entry.dir != starting_in:
+            print(
+                f"{prog}: a lab started by `opsconsole lab up` is also running in {entry.dir} "
+                f"({len(entry.alive())} processes); stop it with: {down_command(entry.dir)}",
+                file=sys.stderr,
+            )
+
+
+def _offer_to_stop(prog: str, entry: Entry) -> None:
+    where = (
+        f"in {entry.dir}" if entry.dir.exists() else f"in {entry.dir} (a directory since deleted)"
+    )
+    what = f"a rehearsal lab is still running {where} ({', '.join(entry.alive())})"
+    left = f"left by {entry.left_by()}"
+    if not _on_terminal():
+        print(f"{prog}: {what}, {left}; stop it with: {down_command(entry.dir)}", file=sys.stderr)
+        return
+    sys.stderr.write(f"{prog}: {what}, {left}: stop it now? [Y/n] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    if not answer or answer.strip().lower() not in ("", "y", "yes"):
+        if not answer:
+            sys.stderr.write("\n")
+        print(
+            f"{prog}: left running; stop it later with: {down_command(entry.dir)}", file=sys.stderr
+        )
+        return
+    try:
+        lab = Lab.load(entry.dir)
+    except LabError as e:  # it ended while we asked, or its lab.json just became unreadable
+        print(f"{prog}: {e}", file=sys.stderr)
+        return
+    lab.stop()
+    survivors = [k for k, r in lab.processes().items() if r.alive()]
+    if survivors:
+        print(
+            f"{prog}: could not stop {', '.join(survivors)} of the lab in {entry.dir}; "
+            f"try: {down_command(entry.dir)}",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            f"{prog}: stopped the lab in {entry.dir} ({len(lab.processes())} processes)",
+            file=sys.stderr,
+        )
+
+
 def _up(args: argparse.Namespace) -> int:
     flood_after = None if args.no_flood else args.flood_after
     if flood_after is not None and flood_after < 0:
         raise LabError("--flood-after must be 0 or more seconds", exit_status=2)
     if not 0 < args.flood_rps <= 1000:
         raise LabError("--flood-rps must be more than 0 and at most 1000", exit_status=2)
-    print(f"opsconsole: starting the lab in {args.dir.resolve()} …", file=sys.stderr)
-    lab = Lab.start(args.dir, traffic=False, seed=args.seed)
-    if not args.no_traffic:
-        try:
+    lab_dir = _lab_dir(args)
+    deal_with_left_labs("opsconsole", starting_in=lab_dir)
+    print(f"opsconsole: starting the lab in {lab_dir} …", file=sys.stderr)
+    lab = Lab.start(lab_dir, traffic=False, seed=args.seed)  # owned by us until it is up
+    try:
+        if not args.no_traffic:
             lab.start_traffic(flood_after, flood_rps=args.flood_rps)
-        except BaseException:
-            lab.stop()
-            raise
+        lab.detach()  # from now on it outlives this command: `lab down` stops it
+    except BaseException:
+        lab.stop()
+        raise
     for s in lab.servers.values():
         print(
             f"  {s.name}: ssh 127.0.0.1:{s.ssh_port} (sshd pid {s.sshd_pid}), "
@@ -115,11 +203,14 @@ def _up(args: argparse.Namespace) -> int:
         traffic = "browsing traffic, no flood"
     else:
         traffic = f"browsing traffic; a flood of {args.flood_rps:g} req/s in {flood_after:g}s"
+    config = quote(str(lab.config_path))
     print(
-        f"opsconsole: lab up ({traffic}).\n"
-        f"  console:  opsconsole --config {lab.config_path}\n"
-        f"  ssh:      ssh -F {lab.layout.ssh_config} {next(iter(lab.servers))}\n"
-        f"  stop:     opsconsole lab down --dir {lab.dir}",
+        f"opsconsole: lab up in {lab.dir} ({traffic}).\n"
+        f"  console:  opsconsole --config {config}\n"
+        f"  ssh:      ssh -F {quote(str(lab.layout.ssh_config))} {next(iter(lab.servers))}\n"
+        f"  stop:     {down_command(lab.dir)}\n"
+        "opsconsole: to point every opsconsole command of this shell at the lab:\n"
+        f"export OPSCONSOLE_CONFIG={config}",
         file=sys.stderr,
     )
     if args.json:
@@ -129,11 +220,19 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _old_default_hint(args: argparse.Namespace) -> str:
+    """A hint at a lab an older opsconsole started in ./opsconsole-lab (its default then)."""
+    if args.dir is None and (OLD_DEFAULT_DIR / "lab.json").is_file():
+        old = OLD_DEFAULT_DIR.resolve()
+        return f" (an older lab is in {old}: --dir {quote(str(old))})"
+    return ""
+
+
 def _down(args: argparse.Namespace) -> int:
     try:
-        lab = Lab.load(args.dir)
+        lab = Lab.load(_lab_dir(args))
     except LabError as e:
-        print(f"opsconsole: {e}; nothing to stop", file=sys.stderr)
+        print(f"opsconsole: {e}; nothing to stop{_old_default_hint(args)}", file=sys.stderr)
         return 0
     lab.stop()
     left = [k for k, r in lab.processes().items() if r.alive()]
@@ -146,18 +245,22 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    lab_dir = _lab_dir(args)
     try:
-        status = Lab.load(args.dir).status()
+        status = Lab.load(lab_dir).status()
     except LabError as e:
         if not args.json:
-            print(f"opsconsole: {e}", file=sys.stderr)
+            print(f"opsconsole: {e}{_old_default_hint(args)}", file=sys.stderr)
             return 1
-        status = {"dir": str(args.dir.resolve()), "running": False, "processes": {}}
+        status = {"dir": str(lab_dir), "running": False, "processes": {}}
     if args.json:
         print(json.dumps(status, indent=2))
     else:
         print(f"lab {status['dir']}: {'running' if status['running'] else 'NOT running'}")
-        print(f"config {status['config']}")
+        if Path(status["config"]).exists():
+            print(f"config {status['config']}")
+        else:
+            print("its files are gone: only its processes are known (from the lab registry)")
         for name, proc in status["processes"].items():
             print(f"  {name:<12} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
         for name, svc in status["services"].items():

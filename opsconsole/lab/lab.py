@@ -4,6 +4,9 @@ Called by ``opsconsole lab up|down|status`` (:mod:`opsconsole.cli.lab`), by ``op
 by the test fixtures.  A lab is a directory; ``lab.json`` in it records every process the lab
 started (PID and start time) and exists exactly while the lab runs, so another process can
 re-open it with :meth:`Lab.load` and stop exactly those processes — never anything found by name.
+Each save is mirrored in the machine's lab registry (:mod:`.registry`) with the lab's owner — the
+process the lab should die with, None once :meth:`Lab.detach` let it outlive its starter — so that
+a lab left running by a killed demo is found and stopped by the next one.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from ..config import NAME_RE
+from . import registry
 from .configfile import render_config, write_config
 from .model import DEFAULT_SERVERS, SITES, LabError, LabServer, LabService, Layout, check_lab_dir
 from .nginx import find_nginx, start_nginx
@@ -54,6 +59,8 @@ class Lab:
         self.nginx = nginx
         self.servers: dict[str, LabServer] = {}
         self.services: dict[str, LabService] = {}
+        self.owner: ProcRecord | None = None
+        """The process the lab should not outlive (see :meth:`detach`); None: no owner."""
         self._records: dict[str, ProcRecord] = {}
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -134,6 +141,10 @@ class Lab:
         ``dir`` defaults to a new temporary directory.  A directory holding a running lab is
         refused; one holding a stopped lab is reused (its old files replaced).  On any failure,
         whatever was started is stopped again before the LabError is raised.
+
+        The calling process owns the lab: if it dies without stopping it (SIGKILL), the next
+        ``opsconsole demo`` or ``lab up`` finds the lab's processes stale and offers to stop them.
+        Call :meth:`detach` for a lab meant to outlive its starter.
         """
         nginx, sshd = require_software()
         if not servers or len(set(servers)) != len(servers):
@@ -146,6 +157,8 @@ class Lab:
         check_lab_dir(layout.dir)
         _prepare_dir(layout)
         lab = cls(layout, user=getpass.getuser(), seed=seed, nginx=nginx)
+        lab.owner = registry.this_process()
+        registry.record(layout.dir, lab.owner, {})  # first: a registry error starts nothing
         try:
             lab._start_servers(servers, sshd)
             if traffic:
@@ -232,16 +245,22 @@ class Lab:
             stop_process(record, self._popens.pop("traffic", None))
             self._save()
 
+    def detach(self) -> None:
+        """Let the lab outlive the process that started it (``lab up``): it has no owner now, so
+        it is never taken for a lab left behind; ``opsconsole lab down`` stops it."""
+        self.owner = None
+        self._save()
+
     def stop(self) -> None:
         """Stop every process this lab started (verified by PID and start time), then forget it.
 
         Logs, keys and config stay in the directory for a post-mortem.
         """
-        order = sorted(self._records, key=lambda k: (k != "traffic", k.endswith("/sshd"), k))
-        for key in order:
+        for key in registry.stop_order(list(self._records)):
             stop_process(self._records[key], self._popens.pop(key, None))
         if _state_names(self.layout, self._records):
             self.layout.state_file.unlink(missing_ok=True)
+        registry.forget(self.dir, self.owner, self._records)
 
     def __enter__(self) -> Lab:
         return self
@@ -295,26 +314,40 @@ class Lab:
                 for s in self.services.values()
             },
             "processes": {k: r.to_json() for k, r in self._records.items()},
+            "owner": None if self.owner is None else self.owner.to_json(),
         }
         tmp = self.layout.state_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
         tmp.replace(self.layout.state_file)
+        registry.record(self.dir, self.owner, self._records)
 
     @classmethod
     def load(cls, dir: Path | str) -> Lab:
-        """Re-open the lab running in ``dir`` (for ``lab status`` and ``lab down``)."""
+        """Re-open the lab running in ``dir`` (for ``lab status`` and ``lab down``).
+
+        When ``lab.json`` is gone or unreadable (the directory was deleted under a running lab)
+        but the registry still records live processes of a lab there, the lab is re-opened from
+        the registry: enough to stop it by PID, though it knows no servers or services any more.
+        """
         layout = Layout(Path(dir).resolve())
         try:
             state = json.loads(layout.state_file.read_text())
-        except FileNotFoundError:
-            raise LabError(f"no lab is running in {layout.dir}") from None
         except (OSError, ValueError) as e:
+            remains = _from_registry(cls, layout)
+            if remains is not None:
+                return remains
+            if isinstance(e, FileNotFoundError | NotADirectoryError):
+                raise LabError(f"no lab is running in {layout.dir}") from None
             raise LabError(f"cannot read {layout.state_file}: {e}") from None
         try:
             lab = cls(layout, user=state["user"], seed=state["seed"], nginx=state["nginx"])
             lab._records = {
                 k: ProcRecord.from_json(k, v) for k, v in state.get("processes", {}).items()
             }
+            if not all(registry.plausible(r) for r in lab._records.values()):
+                raise ValueError("a process record with an impossible PID or start time")
+            owner = state.get("owner")
+            lab.owner = None if owner is None else ProcRecord.from_json("owner", owner)
             for name, s in state.get("servers", {}).items():
                 pids = [lab._records.get(f"{name}/{p}") for p in ("sshd", "nginx")]
                 lab.servers[name] = LabServer(
@@ -324,9 +357,20 @@ class Lab:
                 lab.services[name] = LabService(
                     name, tuple(s["servers"]), dict(s["http_ports"]), s["log_format"]
                 )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise LabError(f"{layout.state_file} is not a lab state file ({e})") from None
         return lab
+
+
+def _from_registry(cls: type[Lab], layout: Layout) -> Lab | None:
+    """What is left of a lab whose lab.json is gone: its live processes, as registered."""
+    entry = registry.find(layout.dir)
+    if entry is None or not entry.alive():
+        return None
+    lab = cls(layout, user=getpass.getuser(), seed=0, nginx="")
+    lab.owner = entry.owner
+    lab._records = dict(entry.processes)
+    return lab
 
 
 def _state_names(layout: Layout, records: dict[str, ProcRecord]) -> bool:
@@ -345,17 +389,21 @@ _OWN_FILES = ("servers", "ssh", "home", "config.toml", "traffic.log", "lab.json"
 def _prepare_dir(layout: Layout) -> None:
     """Refuse a directory with a running lab or foreign files; clear a stopped lab's files."""
     d = layout.dir
-    if layout.state_file.exists():
-        try:
-            alive = [k for k, r in Lab.load(d).processes().items() if r.alive()]
-        except LabError:
-            alive = []  # an unreadable state file names no process we could check
-        if alive:
-            raise LabError(
-                f"a lab is already running in {d} ({', '.join(alive)}): "
-                f"stop it with `opsconsole lab down --dir {d}`"
-            )
-    elif d.is_dir() and any(d.iterdir()) and not layout.marker.exists():
+    try:  # also a lab whose lab.json was deleted under it: the registry still knows its PIDs
+        alive = [k for k, r in Lab.load(d).processes().items() if r.alive()]
+    except LabError:
+        alive = []  # no lab there, or an unreadable state file that names no process to check
+    if alive:
+        raise LabError(
+            f"a lab is already running in {d} ({', '.join(alive)}): "
+            f"stop it with `opsconsole lab down --dir {shlex.quote(str(d))}`"
+        )
+    if (
+        not layout.state_file.exists()
+        and d.is_dir()
+        and any(d.iterdir())
+        and not layout.marker.exists()
+    ):
         raise LabError(f"{d} is not empty and holds no opsconsole lab: choose another --dir")
     d.mkdir(parents=True, exist_ok=True)
     for name in _OWN_FILES:
