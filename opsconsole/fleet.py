@@ -89,12 +89,19 @@ class ServerFeed:
         return self.error is None and self.state is FeedState.FOLLOWING
 
 
+def link_status(link: ServerStatus | None) -> Status:
+    """The verdict of one server's SSH link."""
+    if link is None:
+        return Status.WARN
+    return {LinkState.CONNECTED: Status.OK, LinkState.FAILED: Status.DOWN}.get(
+        link.state, Status.WARN
+    )
+
+
 def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[Status, str]:
     """One server of one service for people: its SSH link first, then its log feed."""
-    if link is not None and link.state is LinkState.FAILED:
-        return Status.DOWN, link.describe()
     if link is not None and link.state is not LinkState.CONNECTED:
-        return Status.WARN, link.describe()
+        return link_status(link), link.describe()
     if feed is None:
         return Status.WARN, "no log feed"
     if feed.connected:

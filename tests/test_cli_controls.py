@@ -23,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from opsconsole.cli import connect, main
+from opsconsole.cli import main
 from opsconsole.controls.setup import dump_command, inclusions, split_dump
 from opsconsole.controls.timeline import merge_events
+from opsconsole.transport import ConnectionPool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,12 +97,10 @@ def console(
     c.capsys = capsys
     monkeypatch.setenv("XDG_STATE_HOME", str(c.state_home))
 
-    def no_connections(config: object) -> None:
+    async def no_connections(*args: object, **kwargs: object) -> None:
         raise AssertionError("a connection was attempted")
 
-    monkeypatch.setattr(connect, "make_pool", no_connections)
-    for module in ("acting", "controls", "setup", "audit"):
-        monkeypatch.setattr(f"opsconsole.cli.{module}.make_pool", no_connections)
+    monkeypatch.setattr(ConnectionPool, "get", no_connections)
     return c
 
 
@@ -258,7 +257,7 @@ def test_a_read_only_console_refuses_every_action(console: Console) -> None:
 def test_without_a_terminal_and_without_yes_nothing_is_done_and_nothing_hangs(
     console: Console,
 ) -> None:
-    for args in (["block", "www", "192.0.2.1"], ["maintenance", "www", "off"], ["confirm", "www"]):
+    for args in (["block", "www", "192.0.2.1"], ["maintenance", "www", "off"], ["rollback", "www"]):
         result = console.run(*args, timeout=20)  # stdin is /dev/null, not a terminal
         assert result.returncode == 2
         assert "pass --yes" in result.stderr

@@ -19,9 +19,9 @@ from textual.widgets import DataTable
 
 from opsconsole.config import load_config
 from opsconsole.lab import Lab
+from opsconsole.session import LiveSession
 from opsconsole.ui.app import OpsConsoleApp
 from opsconsole.ui.screens.audit import AuditScreen
-from opsconsole.ui.source import LiveSource
 
 pytestmark = pytest.mark.lab
 
@@ -54,7 +54,9 @@ async def test_the_audit_screen_shows_another_operators_change_from_the_servers(
             + f'known_hosts = "{tmp_path}/kh"\n'
             + '[services.old]\nservers = ["web9"]\naccess_log = "/var/log/nginx/old.log"\n'
         )
-        source = LiveSource(load_config(str(alice)), audit_path=tmp_path / "alice-audit.jsonl")
+        source = LiveSession(
+            load_config(str(alice)), audit_trail_path=tmp_path / "alice-audit.jsonl"
+        )
         app = OpsConsoleApp(source)
         async with app.run_test(size=(160, 40)) as pilot:
             await pilot.press("A")
@@ -67,8 +69,8 @@ async def test_the_audit_screen_shows_another_operators_change_from_the_servers(
             await pilot.pause(1.0)
             bobs = [r for r in rows(screen) if r[1] == "bob"]
             assert sorted((r[2], r[3], r[4], r[6]) for r in bobs) == [
-                ("www", "web1", "maintenance on", "ok"),
-                ("www", "web2", "maintenance on", "ok"),
+                ("www", "web1", "maintenance on, allow nobody", "ok"),
+                ("www", "web2", "maintenance on, allow nobody", "ok"),
             ]
             assert "not read: web9: host key of 127.0.0.1 port 9 refused" in str(screen.sub_title)
             await pilot.press("q")

@@ -14,8 +14,8 @@ from test_ui_snapshots import SERVICES, FakeSource, fake_snapshot
 from textual.binding import Binding
 from textual.widgets import Input, Static
 
-from opsconsole.controls import ApplyReport, Edit
 from opsconsole.errors import OperationError
+from opsconsole.session import Intent, Preview
 from opsconsole.ui.app import OpsConsoleApp
 from opsconsole.ui.commands import ActionsProvider
 from opsconsole.ui.screens.action import ActionModal
@@ -53,7 +53,7 @@ async def test_read_only_mode_refuses_every_action_and_says_so() -> None:
 
 
 class FailingSource(FakeSource):
-    async def preview(self, service: str, edit: Edit) -> ApplyReport:
+    async def preview(self, service: str, intent: Intent, **_: Any) -> Preview:
         raise OperationError(
             "www: cannot reach web2: no connection within 15s (connection refused)"
         )
@@ -63,6 +63,8 @@ async def test_a_failing_core_call_is_shown_in_the_dialog_and_the_app_keeps_runn
     app = OpsConsoleApp(FailingSource())
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("enter", "b")
+        await pilot.pause()
+        await pilot.press("enter")  # the block form's preview
         await pilot.pause()
         modal = app.screen
         assert isinstance(modal, ActionModal)
@@ -129,7 +131,7 @@ class ManyServices(FakeSource):
 
 
 async def test_fifty_services_refresh_well_within_a_second() -> None:
-    app = OpsConsoleApp(ManyServices(), poll_controls=False)
+    app = OpsConsoleApp(ManyServices(), watch_controls=False)
     async with app.run_test(size=(160, 60)) as pilot:
         await pilot.pause()
         screen = app.screen

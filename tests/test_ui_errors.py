@@ -10,10 +10,10 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from opsconsole.config import parse_config
+from opsconsole.session import LiveSession
 from opsconsole.ui.app import OpsConsoleApp
 from opsconsole.ui.screens.action import ActionModal
 from opsconsole.ui.screens.fleet import FleetScreen
-from opsconsole.ui.source import LiveSource
 from opsconsole.ui.widgets.tables import FleetTable
 
 
@@ -47,7 +47,7 @@ async def test_an_unreachable_server_and_a_missing_log_show_in_their_rows(tmp_pa
         },
         tmp_path / "config.toml",
     )
-    source = LiveSource(config, audit_path=tmp_path / "audit.jsonl", connect_timeout=1.0)
+    source = LiveSession(config, audit_trail_path=tmp_path / "audit.jsonl", connect_timeout=1.0)
     app = OpsConsoleApp(source)
     async with app.run_test(size=(160, 30)) as pilot:
         screen = app.screen
@@ -73,12 +73,15 @@ async def test_an_unreachable_server_and_a_missing_log_show_in_their_rows(tmp_pa
         assert "here✕" in row_text("nolog")
 
         table.move_cursor(row=table.get_row_index("dead"))
-        await pilot.press("m")
+        await pilot.press("m")  # the maintenance form, then its preview
+        await pilot.pause()
+        await pilot.press("enter")
         modal = app.screen
         assert isinstance(modal, ActionModal)
         await until(pilot, lambda: modal.phase != "preview")
         assert modal.phase == "failed"
         message = str(modal.query_one("#action-diff").render())
-        assert "cannot reach gone" in message and "Traceback" not in message
+        assert "gone: cannot preview: " in message, message
+        assert "refused" in message and "Traceback" not in message
         await pilot.press("escape", "q")
     assert app.return_code == 0

@@ -14,7 +14,7 @@ import pytest
 
 from opsconsole.config import load_config
 from opsconsole.lab import Lab, send
-from opsconsole.ui.source import LiveSource
+from opsconsole.session import LiveSession
 
 pytestmark = pytest.mark.lab
 
@@ -30,7 +30,9 @@ async def test_a_running_console_lifts_an_expired_block(tmp_path: Path) -> None:
         assert block.returncode == 0, block.stderr
         assert send(lab.url("www", "web2"), client_ip="203.0.113.9") == [403]
 
-        source = LiveSource(load_config(str(lab.config_path)), audit_path=tmp_path / "audit.jsonl")
+        source = LiveSession(
+            load_config(str(lab.config_path)), audit_trail_path=tmp_path / "audit.jsonl"
+        )
         trail = tmp_path / "audit.jsonl"
 
         def expired() -> list[dict[str, object]]:
@@ -39,7 +41,7 @@ async def test_a_running_console_lifts_an_expired_block(tmp_path: Path) -> None:
             events = [json.loads(line) for line in trail.read_text().splitlines()]
             return [e for e in events if str(e.get("action", "")).startswith("expire")]
 
-        expiry = asyncio.create_task(source._expire_blocks(every=0.5))
+        expiry = asyncio.create_task(source._expire_loop(every=0.5))
         try:
             # The round is over when the console has recorded it: nginx may answer 200 on one
             # server before the other server's apply and the local trail are written.

@@ -15,15 +15,17 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from opsconsole.config import load_config
 from opsconsole.controls import state_from_json
 from opsconsole.lab import Lab, send
 from opsconsole.lab.population import Flood
+from opsconsole.session import LiveSession
 from opsconsole.ui.app import OpsConsoleApp
 from opsconsole.ui.screens.action import ActionModal
+from opsconsole.ui.screens.forms import BlockForm
 from opsconsole.ui.screens.service import ServiceScreen
-from opsconsole.ui.source import LiveSource
 from opsconsole.ui.widgets.tables import TopTable
 
 pytestmark = pytest.mark.lab
@@ -50,7 +52,9 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
 ) -> None:
     lab = flooded_lab
     heavy = set(Flood(lab.seed, list(lab.services)).heavy_subnets())
-    source = LiveSource(load_config(str(lab.config_path)), audit_path=tmp_path / "audit.jsonl")
+    source = LiveSession(
+        load_config(str(lab.config_path)), audit_trail_path=tmp_path / "audit.jsonl"
+    )
     app = OpsConsoleApp(source)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, "traffic on www", lambda: source.snapshot("www").requests > 0, 30)
@@ -72,7 +76,12 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
         target = table.entries[0].key
         table.focus()
         table.move_cursor(row=0)
-        await pilot.press("b")
+        await pilot.press("b")  # the block form asks for a reason and a TTL, as the CLI does
+        form = app.screen
+        assert isinstance(form, BlockForm)
+        form.query_one("#form-reason", Input).value = "flood drill"
+        form.query_one("#form-ttl", Input).value = "2h"
+        await pilot.press("enter")
         modal = app.screen
         assert isinstance(modal, ActionModal)
         await wait_for(pilot, "the preview", lambda: modal.phase != "preview", 30)
@@ -81,7 +90,7 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
         await pilot.press("y")
         await wait_for(pilot, "the apply", lambda: modal.phase in ("done", "failed"), 60)
         assert modal.phase == "done", modal.stages
-        assert all(stage.startswith("ok") for stage in modal.stages.values()), modal.stages
+        assert all(text.startswith("done") for text, _ in modal.stages.values()), modal.stages
         # The dialog says what the site answers now (the console's own address is not blocked).
         assert modal.site_now is not None and modal.site_now[1].startswith("HTTP 200 in ")
         assert "site now: HTTP 200" in str(modal.query_one("#action-progress").render())
@@ -90,11 +99,13 @@ async def test_blocking_the_top_attacking_subnet_from_the_service_screen_gets_it
 
     for server in lab.services["www"].servers:
         state = state_from_json((lab.control_dir(server) / "www.state.json").read_text())
-        assert target in [b.target for b in state.blocks], server
+        block = next(b for b in state.blocks if b.target == target)
+        assert block.reason == "flood drill" and block.expires_at is not None, block
         client = target.split("/")[0].rsplit(".", 1)[0] + ".77" if "." in target else None
         if client is None:  # an IPv6 /48
             client = target.split("/")[0].rstrip(":") + ":1::77"
         assert send(lab.url("www", server), client_ip=client, path="/") == [403]
     events = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    done = {e["server"] for e in events if e["action"] == f"block {target}" and e["result"] == "ok"}
+    action = f"block {target} for 2h"
+    done = {e["server"] for e in events if e["action"] == action and e["result"] == "ok"}
     assert done == set(lab.services["www"].servers)

@@ -6,6 +6,7 @@ from test_ui_snapshots import NOW, FakeSource, fake_controls, fake_snapshot
 
 from opsconsole.controls import ControlsReport, ServerControls
 from opsconsole.controls.state import ControlState, Maintenance
+from opsconsole.session import ControlsEvent
 from opsconsole.ui.charts import bar_chart, mix_chart, resample, sparkline
 from opsconsole.ui.palette import Palette
 from opsconsole.ui.rows import badges, build_row, countdown
@@ -17,7 +18,7 @@ def test_a_pending_confirmation_counts_down_to_due() -> None:
 
 
 def test_badges_name_every_active_control_and_a_disagreement_between_servers() -> None:
-    labels = [text for text, _ in badges(fake_controls("www"), None, NOW)]
+    labels = [text for text, _ in badges(ControlsEvent("www", fake_controls("www")), NOW)]
     assert labels == ["2 blk", "1 flt", "≤10r/s", "confirm 1:45"]
     split = ControlsReport(
         "www",
@@ -26,8 +27,9 @@ def test_badges_name_every_active_control_and_a_disagreement_between_servers() -
             "web2": ServerControls("web2", ControlState()),
         },
     )
-    assert [t for t, _ in badges(split, None, NOW)] == ["MAINT", "≠ servers"]
-    assert badges(None, "cannot reach web2", NOW) == [("controls ?", "warn")]
+    assert [t for t, _ in badges(ControlsEvent("www", split), NOW)] == ["MAINT", "≠ servers"]
+    unread = ControlsEvent("www", None, "cannot reach web2")
+    assert badges(unread, NOW) == [("controls ?", "warn")]
 
 
 def test_a_row_shows_the_flood_in_its_shares_and_the_servers_states() -> None:
@@ -37,7 +39,7 @@ def test_a_row_shows_the_flood_in_its_shares_and_the_servers_states() -> None:
         source.feeds("forums"),
         source.links(),
         source.health(),
-        (fake_controls("forums"), None),
+        ControlsEvent("forums", fake_controls("forums")),
         NOW,
     )
     assert round(row.ratio_404, 2) == 0.75

@@ -7,7 +7,7 @@ a snapshot changes only when the rendering does.  Update after an intended chang
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from opsconsole.controls import (
     ServerResult,
     Timeline,
 )
+from opsconsole.controls.report import Outcome
 from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, RateLimit
 from opsconsole.controls.timeline import merge_events
 from opsconsole.fleet import FeedState, ServerFeed
 from opsconsole.health import FleetHealth, ServerHealth, ServiceHealth, Status
+from opsconsole.session import ControlsEvent, Intent, OnProgress, Preview
 from opsconsole.stats.snapshot import Snapshot, TopEntry
 from opsconsole.transport import LinkState, ServerStatus
 from opsconsole.ui.app import OpsConsoleApp
@@ -117,11 +119,13 @@ def fake_controls(service: str) -> ControlsReport:
 
 
 class FakeSource:
-    """Fixed data in the shape of :class:`opsconsole.ui.source.LiveSource`."""
+    """Fixed data in the shape of :class:`opsconsole.session.LiveSession` (only for snapshot
+    determinism: every behaviour is proven against the real lab elsewhere)."""
 
     def __init__(self, read_only: bool = False, theme: str = "opsconsole-dark") -> None:
         self.config = fake_config(read_only, theme)
         self.applied: list[str] = []
+        self.listeners: list[Callable[[ControlsEvent], None]] = []
 
     @property
     def read_only(self) -> bool:
@@ -131,8 +135,22 @@ class FakeSource:
     def operator(self) -> str:
         return self.config.console.operator
 
-    async def start(self) -> None:
-        pass
+    async def start(self, *, watch_controls: bool = True) -> None:
+        if watch_controls:
+            for service in SERVICES:
+                await self.refresh_controls(service)
+
+    def on_controls(self, listener: Callable[[ControlsEvent], None]) -> None:
+        self.listeners.append(listener)
+
+    async def refresh_controls(self, service: str) -> ControlsEvent:
+        event = ControlsEvent(service, fake_controls(service))
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def known_controls(self, service: str) -> ControlsEvent | None:
+        return ControlsEvent(service, fake_controls(service))
 
     async def stop(self) -> None:
         pass
@@ -179,7 +197,7 @@ class FakeSource:
     def refresh_health(self) -> None:
         pass
 
-    def audit(self, service: str | None = None) -> list[dict[str, Any]]:
+    def local_events(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
         events = [
             {
                 "time": "2026-11-24T14:58:10Z",
@@ -207,9 +225,11 @@ class FakeSource:
                 "reason": "nginx -t refused the new configuration: pcre2_compile() failed",
             }
         )
-        return [e for e in events if service is None or e["service"] == service]
+        return [e for e in events if services is None or e["service"] in services]
 
-    async def timeline(self) -> Timeline:
+    async def timeline(
+        self, services: Iterable[str] | None = None, *, max_bytes: int | None = None
+    ) -> Timeline:
         """The local trail merged with a server's record of another operator's change."""
         other = {
             "time": "2026-11-24T14:50:02Z",
@@ -221,33 +241,36 @@ class FakeSource:
             "after_version": 2,
             "result": "ok",
         }
-        return Timeline(merge_events(self.audit(), [other]))
+        return Timeline(merge_events(self.local_events(), [other]))
 
-    async def controls(self, service: str) -> ControlsReport:
-        return fake_controls(service)
-
-    async def preview(self, service: str, edit: Edit) -> ApplyReport:
+    async def preview(
+        self,
+        service: str,
+        intent: Intent,
+        *,
+        confirm_within: float | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Preview:
+        assert isinstance(intent, Edit)
         cdir = "/etc/nginx/opsconsole"
         diff = (
             f"--- {cdir}/{service}.http.conf\n+++ {cdir}/{service}.http.conf (new)\n"
             "@@ -1,3 +1,4 @@\n geo $www_blocked {\n     default 0;\n+    198.18.7.0/24 1;\n }\n"
         )
-        return ApplyReport(
+        report = ApplyReport(
             service,
-            edit.action,
+            intent.action,
             True,
             {
-                s: ServerResult(s, "dry-run", before_version=7, after_version=8, diff=diff)
+                s: ServerResult(s, Outcome.DRY_RUN, before_version=7, after_version=8, diff=diff)
                 for s in SERVICES[service]
             },
         )
+        return Preview(service, intent, report, confirm_within)
 
-    async def apply(self, service: str, edit: Edit, **_: Any) -> ApplyReport:
-        self.applied.append(edit.action)
-        return ApplyReport(service, edit.action, False, {})
-
-    async def settle(self, service: str, mode: str, **_: Any) -> ApplyReport:
-        return ApplyReport(service, mode, False, {})
+    async def apply(self, preview: Preview, **_: Any) -> ApplyReport:
+        self.applied.append(preview.action)
+        return ApplyReport(preview.service, preview.action, False, {})
 
 
 def make_app(theme: str = "opsconsole-dark", read_only: bool = False) -> OpsConsoleApp:
@@ -277,7 +300,9 @@ async def _service(pilot: Pilot[Any]) -> None:
 
 async def _action(pilot: Pilot[Any]) -> None:
     await _service(pilot)
-    await pilot.press("b")
+    await pilot.press("b")  # the block form, pre-filled
+    await _settle(pilot)
+    await pilot.press("enter")  # its preview
     await _settle(pilot)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..controls import Edit, edits
 from ..durations import parse_duration
 from ..errors import UsageError
+from ..session import Settle
 from .acting import add_options, run_acting
 
 EPILOG = (
@@ -86,7 +87,7 @@ def _seconds(option: str, text: str | None) -> float | None:
 
 
 def _go(make: Callable[[argparse.Namespace], Edit]) -> Callable[[argparse.Namespace], int]:
-    return lambda args: run_acting(args, "apply", lambda: make(args))
+    return lambda args: run_acting(args, lambda: make(args))
 
 
 def register(sub: Any) -> None:
@@ -96,20 +97,43 @@ def register(sub: Any) -> None:
         "block IP addresses or networks (403) on every server of a service",
         "Answer 403 to the given clients (their real address, as nginx's realip module sees "
         "it). Uses an nginx geo map: 100,000 entries cost nothing per request. A block "
-        "broader than /16 (IPv4) or /32 (IPv6) is commit-confirmed by default.",
+        "broader than /16 (IPv4) or /32 (IPv6) is commit-confirmed by default; one broader "
+        "than /8 (IPv6 /16) is refused without --everyone. Blocking a target that is already "
+        "blocked keeps it as it is (author, time, reason, expiry) unless --reason, --ttl or "
+        "--permanent says otherwise.",
     )
     _targets_arguments(p)
-    p.add_argument("--reason", default="", help="why (stored with the block and in the audit)")
     p.add_argument(
+        "--reason", default="", help="why (stored with the block and in the audit; kept if omitted)"
+    )
+    life = p.add_mutually_exclusive_group()
+    life.add_argument(
         "--ttl",
         metavar="DURATION",
         help="remove the block after DURATION (e.g. 30m, 1h, 2d): by the next apply, or by a "
         "running console when it falls due",
     )
+    life.add_argument(
+        "--permanent",
+        action="store_true",
+        help="no expiry: also removes the expiry of a target already blocked with --ttl",
+    )
+    p.add_argument(
+        "--everyone",
+        action="store_true",
+        help="allow a block broader than /8 (IPv6 /16), such as 0.0.0.0/0: it stops real "
+        "visitors too",
+    )
     add_options(p)
     p.set_defaults(
         func=_go(
-            lambda a: edits.block(_read_targets(a), reason=a.reason, ttl=_seconds("--ttl", a.ttl))
+            lambda a: edits.block(
+                _read_targets(a),
+                reason=a.reason,
+                ttl=_seconds("--ttl", a.ttl),
+                permanent=a.permanent,
+                everyone=a.everyone,
+            )
         )
     )
 
@@ -188,14 +212,16 @@ def register(sub: Any) -> None:
         "switch maintenance mode: a 503 page for everyone but an allow list",
         "'on' answers every request with a maintenance page (503, Retry-After) except those "
         "from the --allow networks; 'off' restores the site, commit-confirmed by default "
-        "(the flood may come back). The allow list and message are kept until changed.",
+        "(the flood may come back). The allow list and message are kept until changed (the "
+        "preview says what is kept); --allow none clears the list.",
     )
     p.add_argument("state", choices=("on", "off"), help="on or off")
     p.add_argument(
         "--allow",
         nargs="+",
         metavar="CIDR",
-        help="addresses or networks that still reach the site (e.g. your office, 127.0.0.1)",
+        help="addresses or networks that still reach the site (e.g. your office, 127.0.0.1); "
+        "'none' clears the list",
     )
     p.add_argument("--message", metavar="TEXT", help="one line shown on the page (≤ 500 chars)")
     add_options(p)
@@ -205,21 +231,24 @@ def register(sub: Any) -> None:
 
     for verb, help, description in (
         (
-            "confirm",
+            Settle.CONFIRM,
             "keep a commit-confirmed change",
             "Keep the commit-confirmed change that awaits confirmation on every server of the "
-            "service (stops the servers' revert timers).",
+            "service (stops the servers' revert timers). It changes nothing nginx does, so it "
+            "never asks, with or without a terminal; with nothing awaiting confirmation it says "
+            "so and exits 0.",
         ),
         (
-            "rollback",
+            Settle.ROLLBACK,
             "revert the last change at once",
             "Revert at once: the change awaiting confirmation, or else the last applied change "
-            "(one level). Each server tests and reloads the previous files.",
+            "(one level). Each server tests and reloads the previous files. With nothing to "
+            "roll back it says so and exits 0.",
         ),
     ):
-        p = _parser(sub, verb, help, description)
+        p = _parser(sub, verb.value, help, description)
         add_options(p, edit=False)
-        p.set_defaults(func=lambda a, mode=verb: run_acting(a, mode))
+        p.set_defaults(func=lambda a, mode=verb: run_acting(a, lambda: mode))
 
 
 def _filter_edit(a: argparse.Namespace) -> Edit:

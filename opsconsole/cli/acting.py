@@ -1,49 +1,44 @@
 """What every acting command (``block`` … ``maintenance``, ``confirm``, ``rollback``) does the same
 way: the guard rails, the preview and the y/N question, and the printed result (DESIGN §7).
 
-Order of a run, so that bad input never reaches a server:
+The intents themselves are the session layer's (:class:`opsconsole.session.Session`): this
+module parses, asks and prints.  Order of a run, so that bad input never reaches a server:
 
 1. load the config and find the service (exit 2 on any problem);
 2. refuse if ``console.read_only`` is set (a ``--dry-run`` is still allowed: it changes nothing);
-3. build the edit — every operator value is validated here (exit 2, nothing contacted);
-4. without ``--yes``: on a terminal, connect, show the preview (servers, versions, the diff) and
-   ask on stderr; with no terminal on stdin, refuse (exit 2) rather than hang a script;
-5. apply (or confirm / roll back) on every server in parallel, progress on a terminal's stderr;
-6. print per server ok / failed / rolled back with versions (stdout) — or ``ApplyReport.to_dict``
-   with ``--json`` — failures in nginx's own words on stderr, and for a commit-confirmed change
-   its deadline and the exact ``confirm`` command.  Exit 0 done, 1 failed on a server.
+3. build the intent — every operator value is validated here (exit 2, nothing contacted);
+4. without ``--yes``: on a terminal, show the session's preview (servers, versions, the diff)
+   and ask on stderr, then apply exactly what was shown (a change made meanwhile by someone else
+   is refused, not overwritten); with no terminal on stdin, refuse (exit 2) rather than hang a
+   script.  ``confirm`` never asks: it keeps what is already live, so the command the tool
+   prints for it works as printed, in a terminal or a script;
+5. print per server ok / failed / rolled back with versions (stdout) — or ``ApplyReport.to_dict``
+   with ``--json`` — failures in nginx's own words on stderr, a no-op as such ("not blocked on
+   www: … — nothing changed", exit 0), and for a commit-confirmed change its deadline and the
+   exact ``confirm`` command.  Exit 0 done, 1 failed on a server.
 
-Used by :mod:`.act`.  Imports the core (``opsconsole.controls``) and :mod:`.connect` only.
+Used by :mod:`.act`.  Imports the core only.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import shlex
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..config import Config, load_config
-from ..controls import (
-    ApplyReport,
-    Edit,
-    apply_change,
-    confirm_change,
-    preview_settle,
-    rollback_change,
-    validate,
-)
-from ..controls.apply import MAX_CONFIRM
-from ..controls.report import probe_text
+from ..config import load_config
+from ..controls import ApplyReport, validate
+from ..controls.apply import DEFAULT_CONFIRM, MAX_CONFIRM
+from ..controls.report import Outcome, probe_text
 from ..controls.state import parse_utc
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError
-from ..transport.base import Transport
-from .connect import connect, make_pool, progress_printer
+from ..session import Intent, OnProgress, Progress, Session, Settle
+from ..text import shown
+from .running import run_async
 
 PREVIEW_LINES = 40
 """Diff lines shown before the y/N question (``--dry-run`` prints all of them)."""
@@ -97,106 +92,72 @@ def confirm_window(text: str | None) -> float | None:
     return seconds
 
 
-@dataclass(frozen=True)
-class Intent:
-    mode: str
-    """apply, confirm or rollback"""
-    edit: Edit | None = None
-
-    @property
-    def action(self) -> str:
-        return self.edit.action if self.edit is not None else self.mode
+def asks(intent: Intent) -> bool:
+    """Whether the command asks before acting: every change does; ``confirm`` keeps what is
+    already live and never asks."""
+    return intent is not Settle.CONFIRM
 
 
-def run_acting(
-    args: argparse.Namespace, mode: str, make_edit: Callable[[], Edit] | None = None
-) -> int:
+def run_acting(args: argparse.Namespace, make_intent: Callable[[], Intent]) -> int:
     """Steps 1-4 (everything that can refuse without a server), then the async rest."""
     config = load_config(args.config)
     config.service(args.service)
-    if config.console.read_only and not args.dry_run:
-        raise UsageError(
-            f"{config.path}: console.read_only = true: actions are refused (safe mode); "
-            "--dry-run still previews, and `read_only = false` allows changes"
-        )
-    edit = make_edit() if make_edit is not None else None
-    operator = validate.operator(config.console.operator)
+    session = Session(config)
+    if not args.dry_run:
+        session.refuse_if_read_only()
+    intent = make_intent()
+    validate.operator(config.console.operator)
     window = confirm_window(getattr(args, "confirm_within", None))
-    if not args.dry_run and not args.yes and not sys.stdin.isatty():
+    if not args.dry_run and not args.yes and asks(intent) and not sys.stdin.isatty():
         raise UsageError(
             f"not changing {args.service}: stdin is not a terminal, so there is nobody to "
             "confirm; pass --yes to apply without a prompt (or --dry-run to preview)"
         )
-    intent = Intent(mode, edit)
-    return asyncio.run(_execute(config, args, intent, operator, window))
+    return run_async(_execute(session, args, intent, window))
 
 
-async def _run(
-    config: Config,
-    args: argparse.Namespace,
-    intent: Intent,
-    transports: dict[str, Transport],
-    operator: str,
-    window: float | None,
-    *,
-    dry_run: bool,
-    expected: int | None = None,
-) -> ApplyReport:
-    if intent.mode == "apply":
-        assert intent.edit is not None
-        return await apply_change(
-            config,
-            args.service,
-            transports,
-            intent.edit,
-            operator=operator,
-            dry_run=dry_run,
-            confirm_within=window,
-            expected_version=expected,
-        )
-    if dry_run:
-        return await preview_settle(config, args.service, transports, intent.mode)
-    settle = confirm_change if intent.mode == "confirm" else rollback_change
-    return await settle(config, args.service, transports, operator=operator)
+def progress_printer() -> OnProgress | None:
+    """Progress lines on stderr when it is a terminal (None otherwise: scripts see no noise)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def say(event: Progress) -> None:
+        print(f"  {event.server}: {shown(event.text())}", file=sys.stderr, flush=True)
+
+    return say
 
 
 async def _execute(
-    config: Config,
-    args: argparse.Namespace,
-    intent: Intent,
-    operator: str,
-    window: float | None,
+    session: Session, args: argparse.Namespace, intent: Intent, window: float | None
 ) -> int:
     say = progress_printer()
-    pool = make_pool(config)
+    service = args.service
     try:
-        servers = config.service(args.service).servers
-        transports = await connect(pool, servers, say)
-        expected = getattr(args, "expect_version", None)
         if args.dry_run:
-            report = await _run(
-                config, args, intent, transports, operator, window, dry_run=True, expected=expected
-            )
-            print_report(report, args)
-            return report.exit_status
-        if not args.yes:
-            preview = await _run(config, args, intent, transports, operator, window, dry_run=True)
-            print(render_preview(preview, window), file=sys.stderr)
-            changing = [r.server for r in preview.results.values() if r.status == "dry-run"]
-            if not changing:
-                print("opsconsole: nothing to change", file=sys.stderr)
-                return preview.exit_status
-            if not ask(f"{intent.action} on {', '.join(changing)}?"):
+            preview = await session.preview(service, intent, confirm_within=window, on_progress=say)
+            print_report(preview.report, args)
+            return preview.report.exit_status
+        if not args.yes and asks(intent):
+            preview = await session.preview(service, intent, confirm_within=window, on_progress=say)
+            print(render_preview(preview.report, window), file=sys.stderr)
+            if not preview.changes:
+                print_report(preview.report, args)
+                return preview.report.exit_status
+            if not ask(f"{preview.action} on {', '.join(preview.changes)}?"):
                 print("opsconsole: aborted, nothing changed", file=sys.stderr)
                 return 1
-            versions = {r.before_version for r in preview.results.values() if r.ok}
-            if expected is None and len(versions) == 1 and intent.mode == "apply":
-                expected = versions.pop()  # apply what was shown, or refuse: no unseen change
-        report = await _run(
-            config, args, intent, transports, operator, window, dry_run=False, expected=expected
-        )
+            report = await session.apply(preview, on_progress=say)
+        else:
+            version = getattr(args, "expect_version", None)
+            expected = (
+                None if version is None else dict.fromkeys(session.servers_of(service), version)
+            )
+            report = await session.execute(
+                service, intent, confirm_within=window, expected_versions=expected,
+                on_progress=say,
+            )  # fmt: skip
     finally:
-        await pool.close()
+        await session.close()
     print_report(report, args)
     return report.exit_status
 
@@ -222,15 +183,18 @@ def describe(report: ApplyReport, server: str) -> str:
     """One server's outcome in words: ``ok, version 4 -> 5``."""
     r = report.results[server]
     versions = _versions(r.before_version, r.after_version)
+    pending = r.confirm_deadline and not report.dry_run and report.action != "confirm"
     words = {
-        "ok": f"ok, {versions}",
-        "unchanged": f"unchanged (already so), {versions}",
-        "dry-run": f"would change {versions}" if report.action != "confirm" else f"{versions}",
-        "confirmed": f"confirmed, {versions}",
-        "rolled-back": f"rolled back, {versions}",
-        "nothing": f"nothing to do ({r.reason})",
+        Outcome.OK: f"applied, awaiting confirmation, {versions}" if pending else f"ok, {versions}",
+        Outcome.UNCHANGED: f"unchanged (already so), {versions}",
+        Outcome.DRY_RUN: (
+            f"would change {versions}" if report.action != "confirm" else f"{versions}"
+        ),
+        Outcome.CONFIRMED: f"confirmed, {versions}",
+        Outcome.ROLLED_BACK: f"rolled back, {versions}",
+        Outcome.NOTHING: f"nothing to do ({r.reason})",
     }
-    if r.status == "failed":
+    if r.status is Outcome.FAILED:
         text = "FAILED, rolled back" if r.rolled_back else "FAILED"
         text += f", {versions} kept" if versions else ""
     else:
@@ -241,8 +205,11 @@ def describe(report: ApplyReport, server: str) -> str:
 
 
 def confirm_command(service: str, config_arg: str | None, verb: str = "confirm") -> str:
+    """The command to print for the operator to run, runnable as printed (``rollback`` asks
+    on a terminal and is refused without one, so its printed form carries ``--yes``)."""
     where = f" --config {shlex.quote(config_arg)}" if config_arg else ""
-    return f"opsconsole{where} {verb} {shlex.quote(service)}"
+    yes = " --yes" if verb == "rollback" else ""
+    return f"opsconsole{where} {verb} {shlex.quote(service)}{yes}"
 
 
 def _in(deadline: str) -> str:
@@ -262,8 +229,12 @@ def _diffs(report: ApplyReport) -> list[tuple[list[str], str]]:
 def render_result(report: ApplyReport, config_arg: str | None) -> str:
     width = max((len(n) for n in report.results), default=4)
     title = "dry run: " if report.dry_run else ""
-    lines = [f"{title}{report.action} on {report.service}"]
-    lines += [f"  {n.ljust(width)}  {describe(report, n)}" for n in report.results]
+    lines = [f"{title}{shown(report.action)} on {report.service}"]
+    lines += [f"  {n.ljust(width)}  {shown(describe(report, n))}" for n in report.results]
+    if report.changed_nothing:
+        lines.append(shown(report.summary()))
+    else:
+        lines += [shown(note) for note in report.notes]
     if report.probe is not None:
         lines.append(f"site now: {probe_text(report.probe)}")
     if report.dry_run:
@@ -290,7 +261,9 @@ def print_report(report: ApplyReport, args: argparse.Namespace) -> None:
     for r in report.failures():
         extra = " (rolled back: the previous files and nginx config are in place)"
         print(
-            f"opsconsole: {r.server}: {r.reason}{extra if r.rolled_back else ''}", file=sys.stderr
+            f"opsconsole: {r.server}: {shown(_unprefixed(r.reason, r.server))}"
+            f"{extra if r.rolled_back else ''}",
+            file=sys.stderr,
         )
     bad = report.failures()
     if bad:
@@ -313,14 +286,26 @@ def render_preview(preview: ApplyReport, window: float | None) -> str:
         if len(body) > PREVIEW_LINES:
             lines.append(f"... {len(body) - PREVIEW_LINES} more lines (--dry-run prints them all)")
     for r in preview.results.values():
-        if r.status == "failed":
-            lines.append(f"{r.server}: cannot apply: {r.reason}")
-    if preview.action not in ("confirm", "rollback"):
+        if r.status is Outcome.FAILED:
+            lines.append(f"{r.server}: cannot apply: {shown(_unprefixed(r.reason, r.server))}")
+    if preview.action not in ("confirm", "rollback") and preview.would_change:
+        risky = preview.risk
         if window:
             lines.append(
                 f"commit-confirmed: reverts by itself unless confirmed within "
                 f"{format_duration(window)}"
             )
-        elif window is None:
-            lines.append("commit-confirmed: only if risky (maintenance off, a broad block)")
+        elif window is None and risky:
+            lines.append(
+                f"commit-confirmed ({risky}): reverts by itself unless confirmed within "
+                f"{format_duration(DEFAULT_CONFIRM)}"
+            )
     return "\n".join(lines)
+
+
+def _unprefixed(reason: str, server: str) -> str:
+    """A server's message without its own name in front (it is printed before it)."""
+    for prefix in (f"{server}: ", f"{server} "):
+        if reason.startswith(prefix):
+            return reason[len(prefix) :]
+    return reason

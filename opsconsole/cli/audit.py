@@ -10,18 +10,17 @@ could be read are still printed), 2 bad usage or config.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import Config, load_config
-from ..controls import Timeline, collect_timeline, default_trail
+from ..controls import Timeline
 from ..durations import parse_duration
 from ..errors import UsageError
-from ..transport.base import Transport, TransportError
-from .connect import connect, make_pool, unreachable
+from ..session import Session
+from .running import run_async
 
 
 def register(sub: Any) -> None:
@@ -52,23 +51,11 @@ def register(sub: Any) -> None:
 async def gather(
     config: Config, services: list[str], since: datetime | None, local: bool
 ) -> Timeline:
-    servers = [n for s in services for n in config.service(s).servers]
-    if local:
-        return await collect_timeline(
-            config, {}, services=services, since=since, trail=default_trail(), remote=False
-        )
-    pool = make_pool(config)
+    session = Session(config, connect_timeout=10.0)
     try:
-        conns = await connect(pool, servers)
-        dead = unreachable(conns)
-        reachable: dict[str, Transport | TransportError] = {
-            n: (TransportError(dead[n]) if n in dead else t) for n, t in conns.items()
-        }
-        return await collect_timeline(
-            config, reachable, services=services, since=since, trail=default_trail()
-        )
+        return await session.timeline(services, since=since, local_only=local)
     finally:
-        await pool.close()
+        await session.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
         except ValueError as e:
             raise UsageError(f"--since: {e}") from None
-    timeline = asyncio.run(gather(config, services, since, args.local))
+    timeline = run_async(gather(config, services, since, args.local))
     if args.json:
         out = {
             "services": services,

@@ -11,16 +11,16 @@ config error (raised by the loader, printed by the CLI frame).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import textwrap
 from typing import Any, TextIO
 
 from ..config import Config, load_config
-from ..health import FleetHealth, HostMetrics, Status, check_fleet, fleet_to_json
+from ..health import FleetHealth, HostMetrics, Status, fleet_to_json
 from ..health.check import Progress
-from ..transport.pool import ConnectionPool
+from ..session import Session
+from .running import run_async
 
 WIDTH = 80
 
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     progress = _progress_line(sys.stderr) if sys.stderr.isatty() else None
-    fleet = asyncio.run(check(config, progress))
+    fleet = run_async(check(config, progress))
     if progress is not None:
         sys.stderr.write("\r" + " " * (WIDTH - 1) + "\r")
         sys.stderr.flush()
@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
 
 async def check(config: Config, progress: Progress | None = None) -> FleetHealth:
     # One-shot: a couple of attempts per server, so the report gives the real reason quickly.
-    pool = ConnectionPool(config.servers, max_attempts=2, connect_timeout=config.health.timeout)
+    session = Session(config, connect_timeout=config.health.timeout)
     try:
-        return await check_fleet(config, pool, on_progress=progress)
+        return await session.check(progress)
     finally:
-        await pool.close()
+        await session.close()
 
 
 def _progress_line(stream: TextIO) -> Progress:

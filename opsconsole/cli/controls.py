@@ -10,18 +10,18 @@ their expiry.  Exit status: 0 read from every server, 1 a server could not be re
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Config, load_config
-from ..controls import ControlsReport, read_controls
+from ..controls import ControlsReport
 from ..controls.state import ControlState, parse_utc
 from ..durations import format_duration
+from ..session import Session
 from .acting import confirm_command
-from .connect import connect, make_pool
+from .running import run_async
 
 MAX_LISTED = 30
 """Blocks listed in the text output (all of them are in ``--json``)."""
@@ -45,18 +45,17 @@ def register(sub: Any) -> None:
 
 
 async def fetch(config: Config, service: str) -> ControlsReport:
-    pool = make_pool(config)
+    session = Session(config)
     try:
-        transports = await connect(pool, config.service(service).servers)
-        return await read_controls(config, service, transports)
+        return await session.controls(service)
     finally:
-        await pool.close()
+        await session.close()
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.service(args.service)
-    report = asyncio.run(fetch(config, args.service))
+    report = run_async(fetch(config, args.service))
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -94,6 +94,15 @@ def _progress(text: str) -> Iterator[None]:
         sys.stderr.flush()
 
 
+def demo_note(lab_dir: Path, flood_at: float, now: float) -> str:
+    """The demo's header note: where the lab is, and when the flood comes or came."""
+    if now < flood_at:
+        return f"demo lab in {lab_dir} · flood in {flood_at - now:.0f}s"
+    return (
+        f"demo lab in {lab_dir} · flood since {time.strftime('%H:%M:%S', time.localtime(flood_at))}"
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
     if args.flood_after < 0:
         print("opsconsole: --flood-after must be 0 or more seconds", file=sys.stderr)
@@ -120,9 +129,10 @@ def _demo(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, stop_app) for s in signals}
     try:
         lab.start_traffic(args.flood_after)
+        flood_at = time.time() + args.flood_after
         app = build_app(
             str(lab.config_path),
-            subtitle=f"demo lab in {lab.dir} · flood after {args.flood_after:g}s",
+            subtitle=lambda: demo_note(lab.dir, flood_at, time.time()),
             audit_path=lab.dir / "audit.jsonl",
         )
         return run_app(app)

@@ -10,15 +10,15 @@ Exit status: 0 ready everywhere, 1 an include is missing or a server failed, 2 b
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from typing import Any
 
 from ..config import Config, load_config
-from ..controls import SetupReport, setup_service
+from ..controls import SetupReport
 from ..controls.setup import ServerSetup
-from .connect import connect, make_pool
+from ..session import Session
+from .running import run_async
 
 
 def register(sub: Any) -> None:
@@ -40,13 +40,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-async def _setup(config: Config, service: str, create: bool) -> SetupReport:
-    pool = make_pool(config)
+async def _setup(config: Config, service: str) -> SetupReport:
+    session = Session(config)
     try:
-        transports = await connect(pool, config.service(service).servers)
-        return await setup_service(config, service, transports, create=create)
+        return await session.setup(service)
     finally:
-        await pool.close()
+        await session.close()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     create = not config.console.read_only
     if not create:
         print("opsconsole: read-only console: checking only, creating nothing", file=sys.stderr)
-    report = asyncio.run(_setup(config, args.service, create))
+    report = run_async(_setup(config, args.service))
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

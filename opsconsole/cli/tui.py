@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,15 +42,20 @@ def _log_to_file() -> None:
 
 
 def build_app(
-    config_path: str | None, *, subtitle: str = "", audit_path: Path | None = None
+    config_path: str | None,
+    *,
+    subtitle: str | Callable[[], str] = "",
+    audit_path: Path | None = None,
 ) -> OpsConsoleApp:
     """The app on the fleet of the config found from ``config_path`` (ConfigError if bad)."""
     config = load_config(config_path)
+    from ..session import LiveSession
     from ..ui.app import OpsConsoleApp
-    from ..ui.source import LiveSource
 
     return OpsConsoleApp(
-        LiveSource(config, audit_path=audit_path), config_path=config.path, subtitle=subtitle
+        LiveSession(config, audit_trail_path=audit_path),
+        config_path=config.path,
+        subtitle=subtitle,
     )
 
 

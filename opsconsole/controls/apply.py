@@ -28,7 +28,7 @@ import math
 import secrets
 import tarfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +40,10 @@ from ..health.http import probe_url
 from ..transport.base import Transport, TransportError
 from . import audit, serverside, validate
 from .edits import Edit
+from .progress import OnProgress, Stage, emit
 from .remote import ServerRead, choose_master, read_server, run_step, service_of, step_result
 from .render import check_control_dir, render
-from .report import ApplyReport, ServerResult
+from .report import ApplyReport, Outcome, ServerResult
 from .state import ControlState, drop_expired, risk, state_to_json, utc_text
 
 DEFAULT_CONFIRM = 120.0
@@ -84,9 +85,11 @@ async def _recover(
     server: ServerConfig,
     read: ServerRead,
     pid_file: str | None,
+    on_progress: OnProgress | None = None,
 ) -> ServerRead:
     """An earlier apply was interrupted: let the server roll it back, then read again."""
     name = server.name
+    emit(on_progress, name, Stage.RECOVERING)
     argv = serverside.command(
         "recover",
         check_control_dir(service.control_dir_on(name)),
@@ -114,8 +117,12 @@ async def apply_on_server(
     confirm_within: float | None = None,
     expected_version: int | None = None,
     pid_file: str | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[ServerResult, dict[str, Any] | None]:
-    """Steps 1-3 on one server: its result and the audit event to keep locally (None: no event)."""
+    """Steps 1-3 on one server: its result and the audit event to keep locally (None: no event).
+
+    ``expected_version``: the version the operator saw (the preview); another version on the
+    server means someone changed it since, and the change is refused."""
     started = time.monotonic()
     name = server.name
     cdir = check_control_dir(service.control_dir_on(name))
@@ -128,14 +135,18 @@ async def apply_on_server(
         diff=None,
     )
     before_version: int | None = None
+    action, notes, why_risky = edit.action, tuple[str, ...](), None
     recovered = sent = False
     try:
+        emit(on_progress, name, Stage.READING)
         read = await read_server(transport, service, server, pid_file)
         recovered = read.pending
         if recovered:
-            read = await _recover(transport, service, server, read, pid_file)
+            read = await _recover(transport, service, server, read, pid_file, on_progress)
         before = read.state
         before_version = before.version
+        action, notes = edit.action_on(before), edit.notes_on(before, service.name)
+        ev["action"] = action
         if expected_version is not None and before.version != expected_version:
             raise OperationError(
                 f"the controls of {service.name} on {name} were changed by "
@@ -144,23 +155,32 @@ async def apply_on_server(
             )
         after = drop_expired(edit.apply(before, operator, now), now)
         if after.content_equals(before):
-            unchanged = ServerResult(name, "unchanged", before_version=before.version)
+            unchanged = ServerResult(
+                name, Outcome.UNCHANGED, before_version=before.version, action=action, notes=notes
+            )
+            emit(on_progress, name, Stage.DONE, unchanged.status)
             return replace(unchanged, after_version=before.version, recovered=recovered), None
         after = replace(
             after, version=before.version + 1, updated_by=operator, updated_at=utc_text(now)
         )
+        why_risky = risk(before, after)
         if dry_run:
             diff = rendered_diff(before, after, service.name, cdir)
+            emit(on_progress, name, Stage.DONE, Outcome.DRY_RUN)
             return ServerResult(
                 name,
-                "dry-run",
+                Outcome.DRY_RUN,
                 before_version=before.version,
                 after_version=after.version,
                 diff=diff,
+                action=action,
+                notes=notes,
+                risk=why_risky,
+                maintenance=after.maintenance.on,
             ), None
         window = confirm_within
         if window is None:
-            window = DEFAULT_CONFIRM if risk(before, after) else 0.0
+            window = DEFAULT_CONFIRM if why_risky else 0.0
         master = choose_master(read, service.nginx_test_on(name), name)
         ev["diff"] = audit.state_diff(before, after)
         files = dict(render(after, service.name, cdir).files())
@@ -179,6 +199,7 @@ async def apply_on_server(
             str(math.ceil(window)),
         )
         sent = True
+        emit(on_progress, name, Stage.APPLYING)
         res = await run_step(transport, argv, _tarball(files))
     except (OperationError, UsageError, TransportError) as e:
         reason = str(e)
@@ -187,14 +208,21 @@ async def apply_on_server(
                 " (during the apply: the server either finished the change, or the next "
                 f"operation rolls it back; `opsconsole controls {service.name}` shows which)"
             )
-        result = ServerResult(name, "failed", reason, before_version=before_version)
+        result = ServerResult(name, Outcome.FAILED, reason, before_version=before_version)
     else:
         result = step_result(res, service.name, name, before.version, after.version)
     result = replace(
         result,
         total_ms=int((time.monotonic() - started) * 1000),
         recovered=result.recovered or recovered,
+        action=action,
+        notes=notes,
+        risk=why_risky,
+        maintenance=(
+            (after if result.status is Outcome.OK else before).maintenance.on if sent else None
+        ),
     )
+    emit(on_progress, name, Stage.DONE, result.status)
     ev.update(
         before_version=result.before_version,
         after_version=result.after_version,
@@ -215,18 +243,23 @@ async def apply_change(
     dry_run: bool = False,
     confirm_within: float | None = None,
     expected_version: int | None = None,
+    expected_versions: Mapping[str, int | None] | None = None,
     audit_trail: Path | None = None,
     now: datetime | None = None,
     pid_files: Mapping[str, str] | None = None,
+    on_progress: OnProgress | None = None,
+    servers: Sequence[str] | None = None,
 ) -> ApplyReport:
-    """Apply ``edit`` to ``service`` on all its servers in parallel.
+    """Apply ``edit`` to ``service`` on all its servers (or only ``servers``) in parallel.
 
     ``confirm_within``: None applies the default policy (``DEFAULT_CONFIRM`` seconds for risky
     changes, see :func:`.state.risk`), 0 disables commit-confirmed, N > 0 seconds enables it.
-    ``expected_version`` refuses servers whose state moved past the version the operator saw.
-    ``dry_run`` renders and diffs, changes nothing, writes no audit event.
+    ``expected_version`` (every server) or ``expected_versions`` (per server, from a preview)
+    refuses servers whose state moved past the version the operator saw.  ``dry_run`` renders
+    and diffs, changes nothing, writes no audit event.  ``on_progress`` hears each server's
+    stages.
     """
-    svc = service_of(config, service, transports)
+    svc = service_of(config, service, transports, servers)
     operator = validate.operator(operator)
     if confirm_within is not None and not 0 <= confirm_within <= MAX_CONFIRM:
         raise UsageError(f"confirm-within {confirm_within!r}: expected 0 to {MAX_CONFIRM:.0f} s")
@@ -242,16 +275,22 @@ async def apply_change(
                 now=when,
                 dry_run=dry_run,
                 confirm_within=confirm_within,
-                expected_version=expected_version,
+                expected_version=(
+                    expected_versions.get(name) if expected_versions is not None
+                    else expected_version
+                ),
                 pid_file=(pid_files or {}).get(name),
+                on_progress=on_progress,
             )
             for name in svc.servers
         )
-    )
+    )  # fmt: skip
     events = [ev for _, ev in results if ev is not None]
     if events:
         audit.append_local(audit_trail or audit.default_trail(), events)
-    report = ApplyReport(service, edit.action, dry_run, {r.server: r for r, _ in results})
+    actions = {r.action for r, _ in results if r.action}
+    action = actions.pop() if len(actions) == 1 else edit.action
+    report = ApplyReport(service, action, dry_run, {r.server: r for r, _ in results})
     if events and svc.url:
         report = replace(report, probe=await probe_site(config, svc.url))
     return report

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..health.report import Status
 from .state import (
     ControlState,
     block_dict,
@@ -33,6 +34,18 @@ from .state import (
 
 MAX_LISTED = 50
 """Longer lists of added/removed entries are cut to this many, with the full count beside them."""
+
+
+def result_status(result: object) -> Status:
+    """What an event's ``result`` says: DOWN for a failure in the console's or the server's
+    words (``failed``, ``test-failed``, ``reload-failed``), WARN for a recovery, UNKNOWN without
+    one, OK otherwise."""
+    text = str(result or "")
+    if not text:
+        return Status.UNKNOWN
+    if text == "failed" or text.endswith("-failed"):
+        return Status.DOWN
+    return Status.WARN if text == "recovered" else Status.OK
 
 
 def default_trail() -> Path:

@@ -1,17 +1,21 @@
 """Operator intents as validated, pure edits of a control state (DESIGN §5, §7).
 
-The CLI and the TUI build an :class:`Edit` with one of the functions below (``block``, ``unblock``,
-``add_filter``, ``remove_filter``, ``limit``, ``maintenance``, ``expire``) and hand it to
-:func:`opsconsole.controls.apply.apply_change`.  Building an edit validates every input, so bad
-input raises :class:`~opsconsole.errors.UsageError` (exit 2) before any server is contacted;
-applying it to each server's current state is then a pure function.  Imports ``.state``,
-``.validate``, ``opsconsole.errors`` and ``opsconsole.durations`` only.
+The session layer builds an :class:`Edit` with one of the functions below (``block``,
+``unblock``, ``add_filter``, ``remove_filter``, ``limit``, ``maintenance``, ``expire``) on behalf
+of either front end, and hands it to :func:`opsconsole.controls.apply.apply_change`.  Building an
+edit validates every input, so bad input raises :class:`~opsconsole.errors.UsageError` (exit 2)
+before any server is contacted; applying it to each server's current state is then a pure
+function.  An edit also says how it reads on a given state (``maintenance on`` keeps an allow
+list: the preview says which) and why it changes nothing there (``not blocked on www: …``), so
+no front end has to work that out.  Imports ``.state``, ``.validate``, ``opsconsole.errors`` and
+``opsconsole.durations`` only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from ..durations import format_duration
@@ -21,6 +25,11 @@ from . import validate
 
 Change = Callable[[st.ControlState, str, datetime], st.ControlState]
 """(current state, operator, now) -> new state (version and authorship are set by the caller)."""
+Notes = Callable[[st.ControlState, str], tuple[str, ...]]
+"""(current state, service) -> what the operator should know about applying it there."""
+
+BROADEST = {4: 8, 6: 16}
+"""Blocks broader than these prefix lengths (IPv4 /8, IPv6 /16) need ``--everyone``."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +37,18 @@ class Edit:
     action: str
     """What the operator asked for, as written to the audit trail: ``block 203.0.113.0/24``."""
     change: Change
+    describe: Callable[[st.ControlState], str] | None = None
+    """The action as it reads on a given state, when that differs from ``action``."""
+    notes: Notes | None = None
 
     def apply(self, state: st.ControlState, operator: str, now: datetime) -> st.ControlState:
         return self.change(state, operator, now)
+
+    def action_on(self, state: st.ControlState) -> str:
+        return self.describe(state) if self.describe is not None else self.action
+
+    def notes_on(self, state: st.ControlState, service: str) -> tuple[str, ...]:
+        return self.notes(state, service) if self.notes is not None else ()
 
 
 def _summary(verb: str, items: Sequence[str], limit: int = 5) -> str:
@@ -39,30 +57,105 @@ def _summary(verb: str, items: Sequence[str], limit: int = 5) -> str:
     return f"{verb} {shown}{more}"
 
 
-def block(targets: Sequence[str], *, reason: str = "", ttl: float | None = None) -> Edit:
-    """Block IPs/CIDRs (403); ``ttl`` seconds makes the block expire."""
+def _refuse_everyone(targets: Sequence[str]) -> None:
+    for t in targets:
+        net = ipaddress.ip_network(t)
+        if net.prefixlen >= BROADEST[net.version]:
+            continue
+        family = f"IPv{net.version}"
+        whom = (
+            f"every {family} client"
+            if net.prefixlen == 0
+            else f"{net.num_addresses:,} {family} addresses "
+            f"(1/{2**net.prefixlen:,} of all {family} clients)"
+        )
+        raise UsageError(
+            f"{t} would block {whom}, real visitors included: blocks broader than "
+            f"/{BROADEST[net.version]} ({family}) need --everyone (to close a site to everyone, "
+            "`maintenance on` keeps an allow list and says why)"
+        )
+
+
+def block(
+    targets: Sequence[str],
+    *,
+    reason: str = "",
+    ttl: float | None = None,
+    permanent: bool = False,
+    everyone: bool = False,
+) -> Edit:
+    """Block IPs/CIDRs (403).
+
+    ``ttl`` seconds makes the blocks expire; ``permanent`` removes the expiry of blocks that had
+    one.  Re-blocking a target that is already blocked keeps it as it is (its author, time,
+    reason and expiry) unless a new ``reason``, ``ttl`` or ``permanent`` is given, so a repeated
+    command changes nothing.  Targets broader than /8 (IPv6 /16) are refused unless
+    ``everyone``."""
     canon = validate.targets(list(targets))
     if not canon:
         raise UsageError("block: give at least one IP address or CIDR network")
+    if ttl is not None and permanent:
+        raise UsageError("block: --ttl and --permanent contradict each other")
+    if not everyone:
+        _refuse_everyone(canon)
     why = validate.reason(reason)
     life = None if ttl is None else validate.ttl(ttl)
 
     def change(state: st.ControlState, operator: str, now: datetime) -> st.ControlState:
         expires = None if life is None else st.utc_text(now + timedelta(seconds=life))
-        return st.add_blocks(
-            state, canon, reason=why, by=operator, at=st.utc_text(now), expires_at=expires
-        )
+        old = {b.target: b for b in state.blocks}
+        new: dict[str, st.Block] = {}
+        for t in canon:
+            b = old.get(t)
+            if b is None:
+                new[t] = st.Block(t, why, operator, st.utc_text(now), expires)
+                continue
+            keep_expiry = b.expires_at if life is None and not permanent else expires
+            new[t] = replace(b, reason=why or b.reason, expires_at=keep_expiry)
+        blocks = tuple(new.get(b.target, b) for b in state.blocks)
+        blocks += tuple(b for t, b in new.items() if t not in old)
+        return replace(state, blocks=blocks)
+
+    def notes(state: st.ControlState, service: str) -> tuple[str, ...]:
+        old = {b.target: b for b in state.blocks}
+        same: list[str] = []
+        kept: list[st.Block] = []
+        for t in canon:
+            b = old.get(t)
+            if b is None or (why and b.reason != why) or life is not None:
+                continue  # new, a new reason, or a new expiry: it changes
+            if permanent and b.expires_at is not None:
+                continue  # made permanent: it changes
+            same.append(t)
+            if b.expires_at is not None:
+                kept.append(b)
+        out = [_summary(f"already blocked on {service}:", same)] if same else []
+        for b in kept[:3]:
+            out.append(f"{b.target} keeps its expiry {b.expires_at} (--permanent removes it)")
+        return tuple(out)
 
     action = _summary("block", list(canon))
-    return Edit(action + (f" for {format_duration(life)}" if life else ""), change)
+    if life:
+        action += f" for {format_duration(life)}"
+    elif permanent:
+        action += " permanently"
+    return Edit(action, change, notes=notes)
 
 
 def unblock(targets: Sequence[str]) -> Edit:
     canon = validate.targets(list(targets))
     if not canon:
         raise UsageError("unblock: give at least one IP address or CIDR network")
+
+    def notes(state: st.ControlState, service: str) -> tuple[str, ...]:
+        blocked = {b.target for b in state.blocks}
+        absent = [t for t in canon if t not in blocked]
+        return (_summary(f"not blocked on {service}:", absent),) if absent else ()
+
     return Edit(
-        _summary("unblock", list(canon)), lambda state, _op, _now: st.remove_blocks(state, canon)
+        _summary("unblock", list(canon)),
+        lambda state, _op, _now: st.remove_blocks(state, canon),
+        notes=notes,
     )
 
 
@@ -117,18 +210,53 @@ def limit(rate: str | None, *, burst: int | str = 0, key: str = "ip") -> Edit:
     )
 
 
+NONE_WORDS = ("none", "nobody", "-")
+"""``--allow none`` clears the maintenance allow list."""
+
+
 def maintenance(
     on: bool, *, allow: Sequence[str] | None = None, message: str | None = None
 ) -> Edit:
-    """Maintenance on (503 page, ``Retry-After``, except ``allow``) or off; None keeps a setting."""
+    """Maintenance on (503 page, ``Retry-After``, except ``allow``) or off.
+
+    None keeps the current allow list or message, and the action then says what it keeps;
+    ``allow=["none"]`` clears the list."""
     if not isinstance(on, bool):
         raise UsageError(f"maintenance: expected on or off, got {on!r}")
-    nets = None if allow is None else validate.targets(list(allow))
+    nets: tuple[str, ...] | None
+    if allow is not None and [a.lower() for a in allow] in ([w] for w in NONE_WORDS):
+        nets = ()
+    else:
+        nets = None if allow is None else validate.targets(list(allow))
     text = None if message is None else validate.message(message)
-    action = "maintenance on" if on else "maintenance off"
-    if on and nets:
-        action += " allow " + " ".join(nets)
-    return Edit(action, lambda state, _op, _now: st.set_maintenance(state, on, nets, text))
+    if not on:
+        return Edit(
+            "maintenance off",
+            lambda state, _op, _now: st.set_maintenance(state, False, nets, text),
+        )
+
+    def describe(state: st.ControlState) -> str:
+        m = state.maintenance
+        allowed = m.allow if nets is None else nets
+        words = ["maintenance on"]
+        words.append(("allow " + " ".join(allowed)) if allowed else "allow nobody")
+        if nets is None and m.allow:
+            words[-1] += " (kept)"
+        shown = m.message if text is None else text
+        if shown:
+            words.append(f"message {shown!r}" + (" (kept)" if text is None else ""))
+        return ", ".join(words)
+
+    base = "maintenance on"
+    if nets:
+        base += ", allow " + " ".join(nets)
+    elif nets == ():
+        base += ", allow nobody"
+    return Edit(
+        base,
+        lambda state, _op, _now: st.set_maintenance(state, True, nets, text),
+        describe=describe,
+    )
 
 
 def expire() -> Edit:

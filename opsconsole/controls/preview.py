@@ -17,9 +17,11 @@ from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
 from ..transport.base import Transport, TransportError
 from .apply import rendered_diff
+from .progress import OnProgress, Stage, emit
 from .remote import read_server, service_of
 from .render import check_control_dir
-from .report import ApplyReport, ServerResult
+from .report import ApplyReport, Outcome, ServerResult
+from .settle import Settle
 from .state import ControlState, state_from_json, utc_text
 
 _PREVIOUS = (
@@ -47,49 +49,60 @@ async def previous_state(
 
 
 async def _one(
-    mode: str, transport: Transport, svc: ServiceConfig, server: ServerConfig
+    mode: Settle,
+    transport: Transport,
+    svc: ServiceConfig,
+    server: ServerConfig,
+    on_progress: OnProgress | None,
 ) -> ServerResult:
     name = server.name
     try:
+        emit(on_progress, name, Stage.READING)
         read = await read_server(transport, svc, server)
         cur = read.state
         deadline = None
         if read.confirm and len(read.confirm) > 2 and read.confirm[2].isdigit():
             deadline = utc_text(datetime.fromtimestamp(int(read.confirm[2]), UTC))
-        if mode == "confirm":
+        if mode is Settle.CONFIRM:
             if read.confirm is None:
-                return ServerResult(name, "nothing", "no change awaits confirmation")
+                return ServerResult(
+                    name, Outcome.NOTHING, f"no change awaits confirmation on {svc.name}"
+                )
             return ServerResult(
                 name,
-                "dry-run",
+                Outcome.DRY_RUN,
                 before_version=cur.version,
                 after_version=cur.version,
                 confirm_deadline=deadline,
             )
         prev = await previous_state(transport, svc, name)
         if prev is None:
-            return ServerResult(name, "nothing", "nothing to roll back")
+            return ServerResult(name, Outcome.NOTHING, f"nothing to roll back on {svc.name}")
         cdir = check_control_dir(svc.control_dir_on(name))
         return ServerResult(
             name,
-            "dry-run",
+            Outcome.DRY_RUN,
             before_version=cur.version,
             after_version=prev.version,
             confirm_deadline=deadline,
             diff=rendered_diff(cur, prev, svc.name, cdir),
         )
     except (OperationError, UsageError, TransportError) as e:
-        return ServerResult(name, "failed", str(e))
+        return ServerResult(name, Outcome.FAILED, str(e))
 
 
 async def preview_settle(
-    config: Config, service: str, transports: Mapping[str, Transport], mode: str
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    mode: Settle,
+    *,
+    on_progress: OnProgress | None = None,
 ) -> ApplyReport:
     """A dry-run report of ``confirm`` or ``rollback`` on every server of ``service``."""
-    if mode not in ("confirm", "rollback"):
-        raise ValueError(f"unknown mode {mode!r}")
+    mode = Settle(mode)
     svc = service_of(config, service, transports)
     results = await asyncio.gather(
-        *(_one(mode, transports[n], svc, config.servers[n]) for n in svc.servers)
+        *(_one(mode, transports[n], svc, config.servers[n], on_progress) for n in svc.servers)
     )
-    return ApplyReport(service, mode, True, {r.server: r for r in results})
+    return ApplyReport(service, mode.value, True, {r.server: r for r in results})

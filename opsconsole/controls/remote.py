@@ -12,8 +12,8 @@ import asyncio
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import OperationError, UsageError
 from ..transport.base import RunResult, Transport, TransportError
 from . import serverside
 from .render import check_control_dir
-from .report import ControlsReport, ServerControls, ServerResult
+from .report import ControlsReport, Outcome, ServerControls, ServerResult
 from .state import ControlState, state_from_json, utc_text
 
 TIMEOUT = 180.0
@@ -142,8 +142,20 @@ def opsc_lines(stdout: bytes) -> dict[str, str]:
     return out
 
 
-def service_of(config: Config, service: str, transports: Mapping[str, Transport]) -> ServiceConfig:
+def service_of(
+    config: Config,
+    service: str,
+    transports: Mapping[str, Transport],
+    servers: Sequence[str] | None = None,
+) -> ServiceConfig:
+    """The service, restricted to ``servers`` (an apply bound to a preview acts only where the
+    preview showed a change); every one of them must have a transport."""
     svc = config.service(service)
+    if servers is not None:
+        unknown = [s for s in servers if s not in svc.servers]
+        if unknown:
+            raise UsageError(f"{', '.join(unknown)}: not a server of service {service}")
+        svc = replace(svc, servers=tuple(s for s in svc.servers if s in servers))
     missing = [s for s in svc.servers if s not in transports]
     if missing:
         raise UsageError(f"no connection to {', '.join(missing)} for service {service}")
@@ -180,7 +192,7 @@ def step_result(res: RunResult, service: str, server: str, bv: int, av: int) -> 
         deadline = info.get("confirm-by")
         return ServerResult(
             server,
-            "ok",
+            Outcome.OK,
             before_version=bv,
             after_version=av,
             recovered=recovered,
@@ -190,6 +202,9 @@ def step_result(res: RunResult, service: str, server: str, bv: int, av: int) -> 
             test_ms=int(timings.get("test_ms", "0")),
             reload_ms=int(timings.get("reload_ms", "0")),
         )
+    if res.exit_status == 73:  # no earlier generation of files: a no-op, not a failure
+        why = res.error_text() if res.stderr else f"nothing to roll back for {service}"
+        return ServerResult(server, Outcome.NOTHING, why, recovered=recovered)
     if res.exit_status == 76:
         reason = _stale_reason(res.stdout, service, server)
     elif res.exit_status == 77:
@@ -201,7 +216,7 @@ def step_result(res: RunResult, service: str, server: str, bv: int, av: int) -> 
         reason = res.error_text() if (res.stderr or res.stdout) else base
     return ServerResult(
         server,
-        "failed",
+        Outcome.FAILED,
         reason,
         rolled_back=res.exit_status in (77, 78),
         before_version=bv,

@@ -7,13 +7,32 @@ Returned by :mod:`.apply` (``apply_change``, ``confirm_change``, ``rollback_chan
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OperationError
+from ..health.report import Status
 from .state import ControlState, state_to_dict
 
-OK_STATUSES = frozenset({"ok", "unchanged", "dry-run", "confirmed", "rolled-back", "nothing"})
+
+class Outcome(enum.StrEnum):
+    """What an intent did on one server (the ``status`` of the acting commands' JSON)."""
+
+    OK = "ok"
+    UNCHANGED = "unchanged"
+    """Nothing to do: the controls were already so."""
+    DRY_RUN = "dry-run"
+    """Would change (a preview)."""
+    CONFIRMED = "confirmed"
+    ROLLED_BACK = "rolled-back"
+    NOTHING = "nothing"
+    """Nothing to confirm, or nothing to roll back."""
+    FAILED = "failed"
+
+    @property
+    def ok(self) -> bool:
+        return self is not Outcome.FAILED
 
 
 @dataclass(frozen=True)
@@ -21,9 +40,7 @@ class ServerResult:
     """What happened on one server."""
 
     server: str
-    status: str
-    """ok, unchanged (nothing to do), dry-run, confirmed, rolled-back, nothing (to confirm),
-    or failed."""
+    status: Outcome
     reason: str = ""
     """Why it failed, in the server's own words where there are some (nginx's message)."""
     rolled_back: bool = False
@@ -39,10 +56,19 @@ class ServerResult:
     test_ms: int | None = None
     reload_ms: int | None = None
     total_ms: int | None = None
+    action: str = ""
+    """The intent as it reads on this server's state (``maintenance on (keeps allow …)``)."""
+    notes: tuple[str, ...] = ()
+    """What the operator should know though nothing failed (``not blocked: 10.9.9.0/24``)."""
+    risk: str | None = None
+    """Why this change is commit-confirmed by default (``maintenance off``), or None."""
+    maintenance: bool | None = None
+    """Whether the server's controls put the site in maintenance after the change (None:
+    not known, e.g. after a rollback)."""
 
     @property
     def ok(self) -> bool:
-        return self.status in OK_STATUSES
+        return self.status.ok
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +83,17 @@ class ServerResult:
             "diff": self.diff or None,
             "timings_ms": {"test": self.test_ms, "reload": self.reload_ms, "total": self.total_ms},
         }
+
+
+def probe_status(probe: dict[str, Any], *, maintenance: bool = False) -> Status:
+    """What the site's answer after a change says: DOWN without an answer or on a 5xx, WARN on
+    a 4xx, MAINTENANCE for the 503 of a site put in maintenance (``maintenance``), else OK."""
+    status = probe.get("http_status")
+    if probe.get("error") is not None or not isinstance(status, int):
+        return Status.DOWN
+    if status == 503 and maintenance:
+        return Status.MAINTENANCE
+    return Status.OK if status < 400 else Status.WARN if status < 500 else Status.DOWN
 
 
 def probe_text(probe: dict[str, Any]) -> str:
@@ -87,6 +124,64 @@ class ApplyReport:
     @property
     def ok(self) -> bool:
         return all(r.ok for r in self.results.values())
+
+    @property
+    def changed_nothing(self) -> bool:
+        """Every server was already so, or had nothing to confirm or roll back."""
+        return bool(self.results) and all(
+            r.status in (Outcome.UNCHANGED, Outcome.NOTHING) for r in self.results.values()
+        )
+
+    @property
+    def would_change(self) -> list[str]:
+        """A preview: the servers it would change."""
+        return [r.server for r in self.results.values() if r.status is Outcome.DRY_RUN]
+
+    @property
+    def notes(self) -> list[str]:
+        """The servers' notes, each once (``not blocked on www: 10.9.9.0/24``)."""
+        return list(dict.fromkeys(n for r in self.results.values() for n in r.notes))
+
+    @property
+    def confirm_deadline(self) -> str | None:
+        """The earliest deadline by which ``confirm`` must arrive, if the change awaits one."""
+        deadlines = sorted(r.confirm_deadline for r in self.results.values() if r.confirm_deadline)
+        return deadlines[0] if deadlines else None
+
+    @property
+    def risk(self) -> str | None:
+        return next((r.risk for r in self.results.values() if r.risk), None)
+
+    @property
+    def maintenance(self) -> bool | None:
+        """Whether the site is in maintenance after the change, where the servers said."""
+        known = [r.maintenance for r in self.results.values() if r.maintenance is not None]
+        return any(known) if known else None
+
+    def site_status(self) -> Status | None:
+        """What the site's answer after the change says (None: it was not probed)."""
+        if self.probe is None:
+            return None
+        return probe_status(self.probe, maintenance=bool(self.maintenance))
+
+    def summary(self) -> str:
+        """One line for people: what happened overall."""
+        if self.changed_nothing:
+            notes = self.notes
+            reasons = notes or list(dict.fromkeys(r.reason for r in self.results.values()))
+            text = "; ".join(x for x in reasons if x) or f"already so on {self.service}"
+            return f"{text} — nothing changed"
+        failed = self.failures()
+        if failed:
+            return (
+                f"{self.action} on {self.service} failed on "
+                f"{', '.join(r.server for r in failed)} of {len(self.results)} servers"
+            )
+        if self.dry_run:
+            return f"{self.action} on {self.service}: would change {', '.join(self.would_change)}"
+        if self.confirm_deadline and self.action not in ("confirm", "rollback"):
+            return f"{self.action} on {self.service}: applied — awaiting confirmation"
+        return f"{self.action} on {self.service}: done"
 
     @property
     def exit_status(self) -> int:

@@ -9,7 +9,8 @@ pending change reverts the last applied change (once).  Never imports a front en
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import enum
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,35 +20,59 @@ from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
 from ..transport.base import Transport, TransportError
 from . import audit, serverside, validate
+from .progress import OnProgress, Stage, emit
 from .remote import choose_master, opsc_lines, read_server, run_step, service_of, step_result
 from .render import check_control_dir
-from .report import ApplyReport, ServerResult
+from .report import ApplyReport, Outcome, ServerResult
+
+
+class Settle(enum.StrEnum):
+    """What to do with a commit-confirmed change."""
+
+    CONFIRM = "confirm"
+    """Keep it: the servers disarm their revert timers (nginx's behaviour does not change)."""
+    ROLLBACK = "rollback"
+    """Revert at once: the change awaiting confirmation, else the last applied change."""
+
+    @property
+    def stage(self) -> Stage:
+        return Stage.CONFIRMING if self is Settle.CONFIRM else Stage.ROLLING_BACK
 
 
 async def _settle_on_server(
-    mode: str,
+    mode: Settle,
     transport: Transport,
     svc: ServiceConfig,
     server: ServerConfig,
     operator: str,
     now: datetime,
     pid_file: str | None,
+    expected_version: int | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[ServerResult, dict[str, Any]]:
     name = server.name
     ev = audit.event(
-        when=now, operator=operator, service=svc.name, server=name, action=mode, diff=None
+        when=now, operator=operator, service=svc.name, server=name, action=mode.value, diff=None
     )
     try:
         cdir = check_control_dir(svc.control_dir_on(name))
+        emit(on_progress, name, Stage.READING)
         read = await read_server(transport, svc, server, pid_file)
+        current = read.state
+        if expected_version is not None and current.version != expected_version:
+            raise OperationError(
+                f"the controls of {svc.name} on {name} were changed by "
+                f"{current.updated_by or 'another console'} at {current.updated_at or '?'} (now "
+                f"version {current.version}, expected {expected_version}): re-read and try again"
+            )
         try:
             master = choose_master(read, svc.nginx_test_on(name), name)
         except OperationError:
-            if mode == "rollback":
+            if mode is Settle.ROLLBACK:
                 raise
             master = 0
         argv = serverside.command(
-            mode,
+            mode.value,
             cdir,
             svc.name,
             name,
@@ -55,21 +80,24 @@ async def _settle_on_server(
             svc.nginx_test_on(name),
             svc.nginx_reload_on(name),
         )
+        emit(on_progress, name, mode.stage)
         res = await run_step(transport, argv, audit.server_prefix(ev).encode())
     except (OperationError, UsageError, TransportError) as e:
-        result = ServerResult(name, "failed", str(e))
+        result = ServerResult(name, Outcome.FAILED, str(e))
     else:
         info = opsc_lines(res.stdout)
         if res.exit_status == 0 and "nothing" in info:
-            result = ServerResult(name, "nothing", "no change awaits confirmation")
+            result = ServerResult(
+                name, Outcome.NOTHING, f"no change awaits confirmation on {svc.name}"
+            )
         elif res.exit_status == 0 and "confirmed" in info:
             v = int(info["confirmed"]) if info["confirmed"].isdigit() else None
-            result = ServerResult(name, "confirmed", before_version=v, after_version=v)
+            result = ServerResult(name, Outcome.CONFIRMED, before_version=v, after_version=v)
         elif res.exit_status == 0 and "reverted" in info:
             bv, _, av = info["reverted"].partition(" ")
             result = ServerResult(
                 name,
-                "rolled-back",
+                Outcome.ROLLED_BACK,
                 rolled_back=True,
                 before_version=int(bv) if bv.isdigit() else None,
                 after_version=int(av) if av.isdigit() else None,
@@ -77,6 +105,7 @@ async def _settle_on_server(
         else:
             result = step_result(res, svc.name, name, 0, 0)
             result = replace(result, before_version=None, after_version=None, rolled_back=False)
+    emit(on_progress, name, Stage.DONE, result.status)
     ev.update(
         result=result.status,
         reason=result.reason or None,
@@ -86,29 +115,38 @@ async def _settle_on_server(
     return result, ev
 
 
-async def _settle(
-    mode: str,
+async def settle_change(
+    mode: Settle,
     config: Config,
     service: str,
     transports: Mapping[str, Transport],
     *,
     operator: str,
-    audit_trail: Path | None,
-    pid_files: Mapping[str, str] | None,
+    audit_trail: Path | None = None,
+    pid_files: Mapping[str, str] | None = None,
+    expected_versions: Mapping[str, int | None] | None = None,
+    on_progress: OnProgress | None = None,
+    servers: Sequence[str] | None = None,
 ) -> ApplyReport:
-    svc = service_of(config, service, transports)
+    """Confirm or roll back on every server of ``service`` (or only ``servers``) in parallel.
+    ``expected_versions`` (from a preview) refuses a server whose state changed since it was
+    shown."""
+    svc = service_of(config, service, transports, servers)
     operator = validate.operator(operator)
     now = datetime.now(UTC).replace(microsecond=0)
     results = await asyncio.gather(
         *(
             _settle_on_server(
-                mode, transports[n], svc, config.servers[n], operator, now, (pid_files or {}).get(n)
+                mode, transports[n], svc, config.servers[n], operator, now,
+                (pid_files or {}).get(n), (expected_versions or {}).get(n), on_progress,
             )
             for n in svc.servers
         )
-    )
-    audit.append_local(audit_trail or audit.default_trail(), [ev for _, ev in results])
-    return ApplyReport(service, mode, False, {r.server: r for r, _ in results})
+    )  # fmt: skip
+    events = [ev for r, ev in results if r.status is not Outcome.NOTHING]
+    if events:
+        audit.append_local(audit_trail or audit.default_trail(), events)
+    return ApplyReport(service, mode.value, False, {r.server: r for r, _ in results})
 
 
 async def confirm_change(
@@ -121,8 +159,8 @@ async def confirm_change(
     pid_files: Mapping[str, str] | None = None,
 ) -> ApplyReport:
     """Keep the commit-confirmed change on every server (disarms the servers' timers)."""
-    return await _settle(
-        "confirm",
+    return await settle_change(
+        Settle.CONFIRM,
         config,
         service,
         transports,
@@ -142,8 +180,8 @@ async def rollback_change(
     pid_files: Mapping[str, str] | None = None,
 ) -> ApplyReport:
     """Revert at once: the change awaiting confirmation, else the last applied change."""
-    return await _settle(
-        "rollback",
+    return await settle_change(
+        Settle.ROLLBACK,
         config,
         service,
         transports,

@@ -15,6 +15,7 @@ from .base import (
     Stream,
     Transport,
     TransportError,
+    Unreachable,
 )
 from .local import LocalTransport
 from .pool import ConnectionPool, StatusListener
@@ -46,6 +47,7 @@ __all__ = [
     "Stream",
     "Transport",
     "TransportError",
+    "Unreachable",
     "UnreachableError",
     "connect_ssh",
 ]

@@ -154,3 +154,35 @@ class Backoff:
 
     def reset(self) -> None:
         self._current = 0.0
+
+
+class Unreachable:
+    """Stands in for a server that could not be connected: every command fails with why.
+
+    The session layer hands one to the core for each server it cannot reach, so every intent
+    reports that server's failure in its own words while the other servers proceed."""
+
+    def __init__(self, name: str, error: TransportError) -> None:
+        self.name = name
+        self.error = error
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: bytes | None = None,
+        timeout: float | None = 30.0,
+        privileged: bool = False,
+    ) -> RunResult:
+        raise self.error
+
+    async def run_configured(
+        self, command: str, *, timeout: float | None = 30.0, privileged: bool = False
+    ) -> RunResult:
+        raise self.error
+
+    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> Stream:
+        raise self.error
+
+    async def close(self) -> None:
+        return None

@@ -1,9 +1,11 @@
 """The Textual application: screens over a :class:`~.source.ConsoleSource`, themes, workers.
 
 Built by ``opsconsole`` (no command) and ``opsconsole demo`` (:mod:`opsconsole.cli.tui`) with a
-:class:`~.source.LiveSource`, and by the tests with a fake.  The app owns what every screen
-shares: the source, the theme (and saving the operator's choice), the control states of the
-services (polled by one background worker), and the one place worker failures are handled
+:class:`~opsconsole.session.LiveSession`, and by the snapshot tests with a fake.  The app owns
+what every screen shares: the source, the theme (and saving the operator's choice), the last
+control state of each service (the session's watch tells the app, which posts it as a message;
+news such as a server reverting an unconfirmed change becomes a toast), quitting (asking first
+only while a change awaits confirmation), and the one place worker failures are handled
 (:meth:`OpsConsoleApp.on_worker_state_changed`): a core call that raises becomes a message on
 screen, never a traceback and never the end of the app.
 """
@@ -25,8 +27,8 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
-from ..controls import ControlsReport, Edit
 from ..errors import OpsConsoleError
+from ..session import ControlsEvent, Intent, Settle
 from ..transport import TransportError
 from .commands import ActionsProvider
 from .keymap import load_keymap
@@ -38,8 +40,6 @@ from .themes import shipped_themes, user_themes
 
 log = logging.getLogger(__name__)
 
-CONTROLS_INTERVAL = 5.0
-"""Seconds between two reads of a service's control state (badges, countdowns)."""
 DEFAULT_THEME = "opsconsole-dark"
 
 
@@ -63,6 +63,7 @@ class OpsConsoleApp(App[int]):
     ENABLE_COMMAND_PALETTE = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True, id="app.interrupt"),
         Binding("question_mark", "help", "Help", key_display="?", id="app.help"),
         Binding("A", "audit", "Audit", id="app.audit"),
         Binding("T", "change_theme", "Theme", show=False, id="app.theme"),
@@ -74,20 +75,22 @@ class OpsConsoleApp(App[int]):
         *,
         config_path: Path | None = None,
         clock: Callable[[], float] = time.time,
-        subtitle: str = "",
-        poll_controls: bool = True,
+        subtitle: str | Callable[[], str] = "",
+        watch_controls: bool = True,
     ) -> None:
+        """``subtitle``: a note on every screen's header, or a function giving it (the demo's
+        "flood since 19:17:05")."""
         super().__init__()
         self.source = source
         self.config_path = config_path
         self.clock = clock
-        self.poll_controls = poll_controls
-        self.controls: dict[str, tuple[ControlsReport | None, str | None]] = {}
+        self.watch_controls = watch_controls
+        self.controls: dict[str, ControlsEvent] = {}
         self.palette = Palette.plain()
         self._targets: dict[Worker[Any], MessagePump] = {}
         self._saved_theme = source.config.console.theme
         self._theme_errors: list[str] = []
-        self.note = subtitle
+        self._note = subtitle
         for theme in shipped_themes():
             self.register_theme(theme)
         for item in user_themes():
@@ -129,12 +132,13 @@ class OpsConsoleApp(App[int]):
         try:
             backup = save_theme(self.config_path, theme.name)
         except OpsConsoleError as e:
-            self.notify(str(e), title="Theme not saved", severity="error", timeout=10)
+            self.notify(str(e), title="Theme not saved", severity="error", timeout=10, markup=False)
             return
         self._saved_theme = theme.name
         self.notify(
             f"{theme.name} saved in {self.config_path} (previous file: {backup.name})",
             title="Theme",
+            markup=False,
         )
 
     # -- life cycle -------------------------------------------------------------------------
@@ -146,21 +150,46 @@ class OpsConsoleApp(App[int]):
         self.palette = Palette.from_variables(self.theme_variables)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         for text in self._theme_errors:
-            self.notify(text, title="Config", severity="warning", timeout=10)
-        await self.source.start()
+            self.notify(text, title="Config", severity="warning", timeout=10, markup=False)
+        self.source.on_controls(self._controls_heard)
+        await self.source.start(watch_controls=self.watch_controls)
         await self.push_screen(FleetScreen())
-        if self.poll_controls:
-            self.run_worker(
-                self._poll_controls(), name="controls-poll", group="controls-poll", exclusive=True
-            )
 
     async def action_quit(self) -> None:
+        """``q`` and Ctrl-C: quit at once, unless a change awaits confirmation (quitting would
+        leave it to revert by itself): then ask first."""
+        from .screens.quit import QuitModal
+
+        pending = self.pending_confirmations()
+        if pending and not isinstance(self.screen, QuitModal):
+            self.push_screen(QuitModal(pending), self._quit_answered)
+            return
+        await self.stop_and_exit()
+
+    async def _quit_answered(self, quit: bool | None) -> None:
+        if quit:
+            await self.stop_and_exit()
+
+    async def stop_and_exit(self) -> None:
         self.notify("stopping…", timeout=2)
         try:
             await asyncio.wait_for(self.source.stop(), 5.0)
         except Exception as e:  # quitting must always work
             log.warning("stopping the source: %s", e)
         self.exit(0)
+
+    def pending_confirmations(self) -> dict[str, str]:
+        """Service -> confirm deadline, for every change that awaits confirmation."""
+        out = {}
+        for service, event in self.controls.items():
+            deadline = event.deadline()
+            if deadline is not None:
+                out[service] = deadline
+        return out
+
+    @property
+    def note(self) -> str:
+        return self._note() if callable(self._note) else self._note
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -197,40 +226,29 @@ class OpsConsoleApp(App[int]):
             if target is not None and target.is_attached:
                 target.post_message(CoreFailed(worker.name, text))
             else:
-                self.notify(text, title=f"{worker.name} failed", severity="error", timeout=10)
+                self.notify(
+                    text, title=f"{worker.name} failed", severity="error", timeout=10, markup=False
+                )
         elif event.state in (WorkerState.SUCCESS, WorkerState.CANCELLED):
             self._targets.pop(worker, None)
 
-    async def _poll_controls(self) -> None:
-        """Read every service's control state, a few at a time, then wait and do it again."""
-        gate = asyncio.Semaphore(8)
-
-        async def one(service: str) -> None:
-            async with gate:
-                await self._read_controls(service)
-
-        while True:
-            await asyncio.gather(*(one(s) for s in self.source.services()))
-            await asyncio.sleep(CONTROLS_INTERVAL)
-
-    async def _read_controls(self, service: str) -> None:
-        try:
-            report = await asyncio.wait_for(self.source.controls(service), 30.0)
-        except Exception as e:  # shown as the row's badge; the loop goes on
-            self.post_message(ControlsRead(service, None, describe_error(e)))
-        else:
-            self.post_message(ControlsRead(service, report, None))
+    def _controls_heard(self, event: ControlsEvent) -> None:
+        self.post_message(ControlsRead(event))
 
     def refresh_controls(self, service: str) -> None:
         """Read one service's controls now (after an action)."""
-        self.run_worker(self._read_controls(service), name=f"controls {service}", group="read")
+        self.run_worker(
+            self.source.refresh_controls(service), name=f"controls {service}", group="read"
+        )
 
     def on_controls_read(self, message: ControlsRead) -> None:
-        old = self.controls.get(message.service)
-        if message.report is None and old is not None and old[0] is not None:
-            self.controls[message.service] = (old[0], message.error)  # keep the last known
-        else:
-            self.controls[message.service] = (message.report, message.error)
+        event = message.event
+        self.controls[event.service] = event
+        if event.message:
+            self.notify(
+                event.message, title=f"{event.service}: reverted", severity="warning",
+                timeout=20, markup=False,
+            )  # fmt: skip
 
     # -- actions shared by the screens ------------------------------------------------------
 
@@ -252,26 +270,20 @@ class OpsConsoleApp(App[int]):
             return True
         return False
 
-    def start_action(self, service: str, edit: Edit) -> None:
-        """Preview ``edit`` on ``service``, then apply it if the operator confirms."""
+    def start_action(self, service: str, intent: Intent) -> None:
+        """Preview ``intent`` on ``service``, then apply it if the operator confirms."""
         from .screens.action import ActionModal
 
         if not self.refuse_if_read_only():
-            self.push_screen(ActionModal(service, edit=edit))
+            self.push_screen(ActionModal(service, intent))
 
-    def settle(self, service: str, mode: str) -> None:
+    def settle(self, service: str, mode: Settle) -> None:
         """``confirm`` or ``rollback`` the change awaiting confirmation on ``service``."""
-        from .screens.action import ActionModal
-
-        if not self.refuse_if_read_only():
-            self.push_screen(ActionModal(service, mode=mode))
+        self.start_action(service, mode)
 
     def maintenance_on(self, service: str) -> bool | None:
-        report = self.controls.get(service, (None, None))[0]
-        if report is None:
-            return None
-        states = [s.state for s in report.servers.values() if s.state is not None]
-        return any(s.maintenance.on for s in states) if states else None
+        event = self.controls.get(service)
+        return event.maintenance if event is not None else None
 
     def action_help(self) -> None:
         from .screens.help import HelpScreen

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any, cast
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from ..session import Settle
+from .screens.forms import maintenance_form
+
 if TYPE_CHECKING:
     from .app import OpsConsoleApp
 
@@ -41,11 +44,15 @@ class ActionsProvider(Provider):
         for name in app.source.services():
             out.append((f"Open service {name}", partial(app.open_service, name), "service screen"))
             out.append(
-                (f"Maintenance on/off: {name}", partial(_toggle, app, name), "preview first")
+                (f"Maintenance on/off: {name}", maintenance_form(app, name), "preview first")
             )
-            out.append((f"Confirm change on {name}", partial(app.settle, name, "confirm"), ""))
+            out.append((f"Confirm change on {name}", partial(app.settle, name, Settle.CONFIRM), ""))
             out.append(
-                (f"Roll back last change on {name}", partial(app.settle, name, "rollback"), "")
+                (
+                    f"Roll back last change on {name}",
+                    partial(app.settle, name, Settle.ROLLBACK),
+                    "",
+                )
             )
         return out
 
@@ -59,9 +66,3 @@ class ActionsProvider(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(score, matcher.highlight(title), callback, help=help_text)
-
-
-def _toggle(app: OpsConsoleApp, service: str) -> None:
-    from ..controls import edits
-
-    app.start_action(service, edits.maintenance(not app.maintenance_on(service)))

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from ..controls import ApplyReport, ControlsReport, Timeline
+from ..controls import ApplyReport, Timeline
+from ..controls.progress import Progress
+from ..session import ControlsEvent, Preview
 
 
 class ControlsRead(Message):
-    """The control state of a service was read from its servers (or could not be)."""
+    """The session's watch read a service's controls (or could not)."""
 
-    def __init__(self, service: str, report: ControlsReport | None, error: str | None) -> None:
+    def __init__(self, event: ControlsEvent) -> None:
         super().__init__()
-        self.service = service
-        self.report = report
-        self.error = error
+        self.event = event
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ControlsRead) and message.service == self.service
+        # A newer read replaces an older one, but never one carrying news (a revert).
+        return (
+            isinstance(message, ControlsRead)
+            and message.event.service == self.event.service
+            and not message.event.message
+        )
 
 
 class CoreFailed(Message):
@@ -35,23 +40,24 @@ class CoreFailed(Message):
 
 
 class PreviewReady(Message):
-    """The dry run of an edit: the rendered diff on every server."""
+    """The dry run of an intent: the rendered diff on every server."""
 
-    def __init__(self, report: ApplyReport) -> None:
+    def __init__(self, preview: Preview) -> None:
         super().__init__()
-        self.report = report
+        self.preview = preview
 
 
 class ActionProgress(Message):
-    """One server reached a stage of an action ("connected", "applying")."""
+    """One server reached a stage of an action (typed, from the session)."""
 
-    def __init__(self, server: str, stage: str) -> None:
+    def __init__(self, progress: Progress) -> None:
         super().__init__()
-        self.server = server
-        self.stage = stage
+        self.progress = progress
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ActionProgress) and message.server == self.server
+        return (
+            isinstance(message, ActionProgress) and message.progress.server == self.progress.server
+        )
 
 
 class ActionDone(Message):

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from rich.style import Style
 from textual.color import Color, ColorParseError
 
-KINDS = ("ok", "warn", "down", "maintenance", "blocked", "muted", "accent", "chart")
-"""What a cell can mean; each maps to a style derived from the theme."""
+KINDS = ("ok", "warn", "down", "maintenance", "blocked", "muted", "unknown", "accent", "chart")
+"""What a cell can mean; each maps to a style derived from the theme.  The verdicts of the core
+(:class:`opsconsole.health.Status`: ok, unknown, maintenance, warn, down) are kinds themselves."""
 
 
 def _style(value: str | None, *, bold: bool = False, dim: bool = False) -> Style:
@@ -46,6 +47,7 @@ class Palette:
                 "maintenance": _style(variables.get("status-maintenance"), bold=True),
                 "blocked": _style(variables.get("status-blocked")),
                 "muted": _style(variables.get("foreground-muted") or variables.get("foreground")),
+                "unknown": _style(variables.get("foreground-muted") or variables.get("foreground")),
                 "accent": _style(variables.get("accent")),
                 "chart": _style(variables.get("primary")),
             }

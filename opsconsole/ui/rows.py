@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from ..controls import ControlsReport
-from ..fleet import ServerFeed
+from ..fleet import ServerFeed, server_state
 from ..health import FleetHealth, Status
+from ..session import ControlsEvent
 from ..stats.snapshot import Snapshot
-from ..transport import LinkState, ServerStatus
+from ..transport import ServerStatus
 from .charts import human, sparkline
 from .palette import Palette
 
@@ -54,8 +54,6 @@ SORTS: tuple[tuple[str, str, bool], ...] = (
 )
 """(column, what the footer says, descending) in the order the sort key cycles through them."""
 
-_HEALTH_ORDER = {"ok": 0, "unknown": 1, "warn": 2, "down": 3}
-
 
 def countdown(deadline: str, now: float) -> str:
     """``m:ss`` left until a UTC deadline (``2026-11-24T15:00:00Z``), or ``due``."""
@@ -69,10 +67,11 @@ def countdown(deadline: str, now: float) -> str:
     return f"{left // 60}:{left % 60:02d}"
 
 
-def badges(report: ControlsReport | None, error: str | None, now: float) -> list[tuple[str, str]]:
+def badges(event: ControlsEvent | None, now: float) -> list[tuple[str, str]]:
     """(text, kind) for the active controls of a service, as the row and the service screen show."""
+    report = event.report if event is not None else None
     if report is None:
-        return [("controls ?", "warn")] if error else [("…", "muted")]
+        return [("controls ?", "warn")] if event is not None and event.error else [("…", "muted")]
     known = [s for s in report.servers.values() if s.state is not None]
     out: list[tuple[str, str]] = []
     if known:
@@ -99,26 +98,11 @@ def badges(report: ControlsReport | None, error: str | None, now: float) -> list
     return out
 
 
-def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[str, str]:
-    """(kind, detail) of one server for one service: its SSH link, then its log feed."""
-    if link is not None and link.state is LinkState.FAILED:
-        return "down", link.describe()
-    if link is not None and link.state is not LinkState.CONNECTED:
-        return "warn", link.describe()
-    if feed is None:
-        return "warn", "no log feed"
-    if feed.connected:
-        return "ok", "following the log"
-    if feed.state == "failed" or (feed.error and "no such file" in feed.error.lower()):
-        return "down", feed.error or feed.state
-    return "warn", feed.error or feed.state
-
-
 @dataclass(frozen=True)
 class ServiceRow:
     name: str
-    servers: tuple[tuple[str, str, str], ...]
-    """(server, kind, detail) for each server of the service."""
+    servers: tuple[tuple[str, Status, str], ...]
+    """(server, verdict, detail) for each server of the service."""
     rps: float
     trend: tuple[int, ...]
     share_2xx: float
@@ -130,7 +114,7 @@ class ServiceRow:
     top_ip_share: float
     top_subnet: str
     top_subnet_share: float
-    health: str
+    health: Status
     health_detail: str
     controls: tuple[tuple[str, str], ...]
 
@@ -142,7 +126,7 @@ class ServiceRow:
             "5xx": self.share_5xx,
             "ips": self.unique_ips,
             "topnet": self.top_subnet_share,
-            "health": _HEALTH_ORDER.get(self.health, 1),
+            "health": self.health.rank,
         }
         return values.get(column, self.name)
 
@@ -154,11 +138,11 @@ class ServiceRow:
             if len(self.servers) > 3:
                 continue
             servers.append(name)
-            servers.append("●" if kind == "ok" else "◐" if kind == "warn" else "✕", p[kind])
+            servers.append(_MARK.get(kind, "◐"), p[kind])
         if len(self.servers) > 3:
-            up = sum(1 for _, k, _ in self.servers if k == "ok")
-            kind = "ok" if up == len(self.servers) else "warn" if up else "down"
-            servers = Text(f"{up}/{len(self.servers)} up", p[kind])
+            up = sum(1 for _, k, _ in self.servers if k is Status.OK)
+            overall = "ok" if up == len(self.servers) else "warn" if up else "down"
+            servers = Text(f"{up}/{len(self.servers)} up", p[overall])
 
         def pct(x: float, warn: float | None = None, down: float | None = None) -> Text:
             text = f"{x * 100:.0f}%" if x >= 0.01 or x == 0 else "<1%"
@@ -174,10 +158,10 @@ class ServiceRow:
             return Text(text, style, justify="right")
 
         controls = Text()
-        for i, (label, kind) in enumerate(self.controls):
+        for i, (label, badge) in enumerate(self.controls):
             if i:
                 controls.append(" ")
-            controls.append(label, p[kind])
+            controls.append(label, p[badge])
         cells = {
             "service": Text(self.name, "bold"),
             "servers": servers,
@@ -190,10 +174,13 @@ class ServiceRow:
             "ips": Text(human(self.unique_ips), justify="right"),
             "topip": pct(self.top_ip_share, 0.1, 0.3),
             "topnet": pct(self.top_subnet_share, 0.2, 0.4),
-            "health": Text(self.health, p[self.health if self.health != "unknown" else "muted"]),
+            "health": Text(self.health.value, p[self.health]),
             "controls": controls,
         }
         return [cells[key] for key, _ in COLUMNS]
+
+
+_MARK = {Status.OK: "●", Status.DOWN: "✕", Status.MAINTENANCE: "◌"}
 
 
 def build_row(
@@ -201,7 +188,7 @@ def build_row(
     feeds: Mapping[str, ServerFeed],
     links: Mapping[str, ServerStatus],
     health: FleetHealth,
-    controls: tuple[ControlsReport | None, str | None],
+    controls: ControlsEvent | None,
     now: float,
 ) -> ServiceRow:
     total = sum(snap.status.values())
@@ -210,9 +197,7 @@ def build_row(
     kinds = [server_state(links.get(s), feeds.get(s)) for s in feeds]
     statuses = [svc_health.status if svc_health else Status.UNKNOWN]
     statuses += [health.servers[s].status for s in feeds if s in health.servers]
-    worst = max(
-        (st.value for st in statuses), key=lambda v: _HEALTH_ORDER.get(v, 1), default="unknown"
-    )
+    worst = Status.worst(statuses, Status.UNKNOWN)
     reasons = list(svc_health.reasons if svc_health else ())
     for s in feeds:
         if s in health.servers:
@@ -236,5 +221,5 @@ def build_row(
         ),
         health=worst,
         health_detail="; ".join(reasons),
-        controls=tuple(badges(*controls, now)),
+        controls=tuple(badges(controls, now)),
     )

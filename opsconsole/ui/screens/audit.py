@@ -18,8 +18,11 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header
 
+from ...controls.audit import result_status
 from ...controls.timeline import merge_events
+from ...text import shown
 from ..messages import CoreFailed, TimelineRead
+from ..source import TIMELINE_BYTES
 
 if TYPE_CHECKING:
     from ...controls import Timeline
@@ -62,7 +65,7 @@ class AuditScreen(Screen[None]):
 
     def tick(self) -> None:
         app = cast("OpsConsoleApp", self.app)
-        local = app.source.audit()
+        local = app.source.local_events()
         grown = local != self._local
         self._local = local
         if grown or time.monotonic() - self._read_at >= REMOTE_EVERY:
@@ -76,7 +79,11 @@ class AuditScreen(Screen[None]):
         self._read_at = time.monotonic()
         app = cast("OpsConsoleApp", self.app)
         app.run_core(
-            app.source.timeline(), target=self, done=TimelineRead, name="audit", group="audit"
+            app.source.timeline(max_bytes=TIMELINE_BYTES),
+            target=self,
+            done=TimelineRead,
+            name="audit",
+            group="audit",
         )
 
     def on_timeline_read(self, message: TimelineRead) -> None:
@@ -108,17 +115,20 @@ class AuditScreen(Screen[None]):
         table.clear()
         for ev in events:
             result = str(ev.get("result") or "")
-            kind = "down" if result == "failed" else "ok" if result else "muted"
             bv, av = ev.get("before_version"), ev.get("after_version")
+
+            def cell(key: str, ev: dict[str, Any] = ev) -> Text:
+                return Text(shown(str(ev.get(key) or ""), 200))
+
             table.add_row(
-                str(ev.get("time", "")),
-                str(ev.get("operator", "")),
-                str(ev.get("service", "")),
-                str(ev.get("server", "")),
-                Text(str(ev.get("action", ""))),
-                f"{bv} → {av}" if bv is not None or av is not None else "",
-                Text(result, p[kind]),
-                Text(str(ev.get("reason") or ""), p["down"]),
+                cell("time"),
+                cell("operator"),
+                cell("service"),
+                cell("server"),
+                cell("action"),
+                Text(f"{bv} → {av}" if bv is not None or av is not None else ""),
+                Text(shown(result), p[result_status(result)]),
+                Text(shown(str(ev.get("reason") or ""), 200), p["down"]),
             )
 
     def _note(self, count: int) -> str:
@@ -127,7 +137,7 @@ class AuditScreen(Screen[None]):
         if self._remote is None:
             return f"{count} events from this console · reading the servers' trails…"
         if self._remote.errors:
-            unread = "; ".join(f"{k}: {v}" for k, v in sorted(self._remote.errors.items()))
+            unread = "; ".join(f"{k}: {shown(v)}" for k, v in sorted(self._remote.errors.items()))
             return f"{count} events · not read: {unread}"
         return f"{count} events from every server and this console"
 

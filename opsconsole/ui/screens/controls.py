@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, cast
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -16,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from ...controls import Edit, edits
+from ...text import shown
 
 if TYPE_CHECKING:
     from ..app import OpsConsoleApp
@@ -43,7 +45,8 @@ class ControlsModal(ModalScreen[None]):
         table = self.query_one(DataTable)
         for c in ("control", "value", "reason", "added", "expires"):
             table.add_column(c, key=c)
-        report, error = app.controls.get(self.service, (None, None))
+        event = app.controls.get(self.service)
+        report, error = (event.report, event.error) if event is not None else (None, None)
         states = [s.state for s in report.servers.values() if s.state] if report else []
         if not states:
             self.query_one("#controls-title", Static).update(
@@ -51,21 +54,24 @@ class ControlsModal(ModalScreen[None]):
             )
             return
         st = states[0]
+
+        def row(*cells: str) -> None:
+            table.add_row(*(Text(shown(c, 120)) for c in cells))
+
         if st.maintenance.on:
             allow = ", ".join(st.maintenance.allow) or "nobody"
-            table.add_row("maintenance", f"on, allowed: {allow}", st.maintenance.message, "", "")
+            row("maintenance", f"on, allowed: {allow}", st.maintenance.message, "", "")
             self.undo.append(edits.maintenance(False))
         if st.rate_limit.rate:
             rl = st.rate_limit
-            table.add_row("rate limit", f"{rl.rate} burst {rl.burst} per {rl.key}", "", "", "")
+            row("rate limit", f"{rl.rate} burst {rl.burst} per {rl.key}", "", "", "")
             self.undo.append(edits.limit(None))
         for f in st.filters:
             value = f"{f.field} {f.match} {f.pattern!r} → {f.action}"
-            table.add_row(f"filter {f.id}", value, f.reason, f"{f.added_by} {f.added_at}", "")
+            row(f"filter {f.id}", value, f.reason, f"{f.added_by} {f.added_at}", "")
             self.undo.append(edits.remove_filter(f.id))
         for b in st.blocks:
-            added = f"{b.added_by} {b.added_at}"
-            table.add_row("block", b.target, b.reason, added, b.expires_at or "never")
+            row("block", b.target, b.reason, f"{b.added_by} {b.added_at}", b.expires_at or "never")
             self.undo.append(edits.unblock([b.target]))
         if not self.undo:
             self.query_one("#controls-title", Static).update(f"{self.service}: no active controls")

@@ -16,6 +16,8 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ...session import Settle
+from ...text import shown
 from ..rows import SORTS, build_row
 from ..widgets.servers import ServerStrip, server_lines
 from ..widgets.tables import FleetTable
@@ -70,7 +72,7 @@ class FleetScreen(Screen[None]):
                 source.feeds(name),
                 links,
                 health,
-                app.controls.get(name, (None, None)),
+                app.controls.get(name),
                 now,
             )
             for name in source.services()
@@ -92,12 +94,12 @@ class FleetScreen(Screen[None]):
             detail.append(f"{row.name}: ", "bold")
             for server, kind, text in row.servers:
                 detail.append(f"{server} ", p[kind])
-                detail.append(f"{text}  ")
+                detail.append(f"{shown(text)}  ")
             if row.health_detail:
-                detail.append(f"health: {row.health_detail}", p[row.health])
-            _report, error = self.console.controls.get(row.name, (None, None))
-            if error:
-                detail.append(f"  controls: {error}", p["warn"])
+                detail.append(f"health: {shown(row.health_detail)}", p[row.health])
+            event = self.console.controls.get(row.name)
+            if event is not None and event.error:
+                detail.append(f"  controls: {shown(event.error)}", p["warn"])
         self.query_one("#fleet-detail", Static).update(detail)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -123,13 +125,11 @@ class FleetScreen(Screen[None]):
         self.tick()
 
     def action_maintenance(self) -> None:
-        from ...controls import edits
+        from .forms import maintenance_form
 
         name = self.selected()
         if name:
-            self.console.start_action(
-                name, edits.maintenance(not self.console.maintenance_on(name))
-            )
+            maintenance_form(self.console, name)()
 
     def action_limit(self) -> None:
         from .limit import LimitModal
@@ -141,12 +141,12 @@ class FleetScreen(Screen[None]):
     def action_confirm(self) -> None:
         name = self.selected()
         if name:
-            self.console.settle(name, "confirm")
+            self.console.settle(name, Settle.CONFIRM)
 
     def action_rollback(self) -> None:
         name = self.selected()
         if name:
-            self.console.settle(name, "rollback")
+            self.console.settle(name, Settle.ROLLBACK)
 
     def action_recheck(self) -> None:
         self.console.source.refresh_health()

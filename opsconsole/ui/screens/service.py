@@ -20,10 +20,12 @@ from textual.containers import Grid, Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ...controls import Edit, edits
-from ...errors import UsageError
-from ...stats.snapshot import Snapshot
-from ..rows import badges, server_state
+from ...fleet import server_state
+from ...session import Settle
+from ...stats.snapshot import Snapshot, StatusClass
+from ...text import shown
+from ..palette import Palette
+from ..rows import badges
 from ..widgets.charts import MixChart, RateChart
 from ..widgets.servers import ServerStrip, server_lines
 from ..widgets.tables import TopTable
@@ -32,7 +34,6 @@ if TYPE_CHECKING:
     from ..app import OpsConsoleApp
 
 TOP_N = 20
-REASON = "opsconsole tui"
 
 
 class ServiceScreen(Screen[None]):
@@ -42,6 +43,7 @@ class ServiceScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Fleet", id="service.back"),
         Binding("b", "block", "Block/filter row", id="service.block"),
+        Binding("enter", "block", "Block/filter row", show=False, id="service.select"),
         Binding("l", "limit", "Limit", id="service.limit"),
         Binding("m", "maintenance", "Maint.", id="service.maintenance"),
         Binding("c", "confirm", "Confirm", id="service.confirm"),
@@ -97,8 +99,8 @@ class ServiceScreen(Screen[None]):
         feeds = app.source.feeds(self.service)
         info = Text()
         info.append(f"{self.service}  ", "bold")
-        info.append(f"{snap.rps:.0f} req/s now  ·  {snap.requests} requests in the window  ·  ")
-        info.append(f"{snap.unique_ips} IPs")
+        info.append(f"{snap.rps:.0f} req/s now  ·  {snap.requests} requests in the last ")
+        info.append(f"{snap.span:.0f}s  ·  {snap.unique_ips} IPs")
         if snap.estimated:
             info.append(" (estimated)", p["muted"])
         if snap.new_ips_per_s is not None:
@@ -106,16 +108,15 @@ class ServiceScreen(Screen[None]):
         svc_health = health.services.get(self.service)
         if svc_health is not None:
             info.append("  ·  health ")
-            kind = svc_health.status.value
-            info.append(kind, p[kind if kind != "unknown" else "muted"])
+            info.append(svc_health.status.value, p[svc_health.status])
             if svc_health.reasons:
-                info.append(f" ({'; '.join(svc_health.reasons)})", p[kind])
+                info.append(f" ({shown('; '.join(svc_health.reasons))})", p[svc_health.status])
         info.append("\n")
         for server, feed in feeds.items():
-            kind, detail = server_state(links.get(server), feed)
-            info.append(f"{server} ", p[kind])
-            info.append(f"{detail}  ")
-        for label, kind in badges(*app.controls.get(self.service, (None, None)), app.clock()):
+            status, detail = server_state(links.get(server), feed)
+            info.append(f"{server} ", p[status])
+            info.append(f"{shown(detail)}  ")
+        for label, kind in badges(app.controls.get(self.service), app.clock()):
             info.append(f" {label} ", p[kind])
         self.query_one("#service-info", Static).update(info)
         self.query_one("#rate-1m", RateChart).update(snap.per_second[-60:])
@@ -143,17 +144,21 @@ class ServiceScreen(Screen[None]):
         return self.query_one("#top-subnet", TopTable)
 
     def action_block(self) -> None:
+        """``b`` / Enter: block the selected IP or subnet, or filter the selected path or user
+        agent — through a form that asks for the reason (and a TTL for blocks)."""
+        from .forms import BlockForm, FilterForm
+
         table = self._table()
         entry = table.selected()
         if entry is None:
             self.notify(f"no row selected in {table.border_title}", severity="warning")
             return
-        try:
-            edit = _edit_for(table.kind, entry.key)
-        except UsageError as e:
-            self.notify(str(e), title="Cannot do that", severity="error")
+        if self.console.refuse_if_read_only():
             return
-        self.console.start_action(self.service, edit)
+        if table.kind in ("ip", "subnet"):
+            self.app.push_screen(BlockForm(self.service, entry.key))
+        else:
+            self.app.push_screen(FilterForm(self.service, table.kind, entry.key))
 
     def action_limit(self) -> None:
         from .limit import LimitModal
@@ -162,14 +167,15 @@ class ServiceScreen(Screen[None]):
             self.app.push_screen(LimitModal(self.service))
 
     def action_maintenance(self) -> None:
-        on = self.console.maintenance_on(self.service)
-        self.console.start_action(self.service, edits.maintenance(not on))
+        from .forms import maintenance_form
+
+        maintenance_form(self.console, self.service)()
 
     def action_confirm(self) -> None:
-        self.console.settle(self.service, "confirm")
+        self.console.settle(self.service, Settle.CONFIRM)
 
     def action_rollback(self) -> None:
-        self.console.settle(self.service, "rollback")
+        self.console.settle(self.service, Settle.ROLLBACK)
 
     def action_controls(self) -> None:
         from .controls import ControlsModal
@@ -190,22 +196,12 @@ class ServiceScreen(Screen[None]):
         self.action_block()
 
 
-def _edit_for(kind: str, key: str) -> Edit:
-    """The edit that stops what a top-table row stands for."""
-    if kind in ("ip", "subnet"):
-        return edits.block([key], reason=REASON)
-    return edits.add_filter(kind, key, match="exact", action=403, reason=REASON)
-
-
-def _codes(snap: Snapshot, p: object) -> Text:
-    from ..palette import Palette
-
-    palette = p if isinstance(p, Palette) else Palette.plain()
+def _codes(snap: Snapshot, palette: Palette) -> Text:
     total = sum(snap.status.values())
     text = Text("status codes (window)\n", "bold")
     for code, n in sorted(snap.status.items(), key=lambda kv: -kv[1])[:8]:
-        kind = "ok" if code[:1] in "123" else "warn" if code[:1] == "4" else "down"
+        cls = StatusClass.of(code)
         share = n / total * 100 if total else 0.0
-        text.append(f"{code:>4} ", palette[kind])
+        text.append(f"{code:>4} ", palette[cls.severity if cls is not None else "muted"])
         text.append(f"{n:>8}  {share:5.1f}%\n")
     return text

@@ -11,16 +11,13 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import Static
 
+from ...fleet import link_status
 from ...health import FleetHealth, HostMetrics, Status
-from ...transport import LinkState, ServerStatus
+from ...text import shown
+from ...transport import ServerStatus
 from ..palette import Palette
 
-_KIND = {
-    LinkState.CONNECTED: "ok",
-    LinkState.CONNECTING: "warn",
-    LinkState.RETRYING: "warn",
-    LinkState.FAILED: "down",
-}
+_MARK = {Status.OK: "● ", Status.DOWN: "✕ "}
 
 
 def server_lines(
@@ -29,22 +26,24 @@ def server_lines(
     palette: Palette,
     only: list[str] | None = None,
 ) -> Text:
-    text = Text()
+    # One line per server, cut at the screen's edge rather than wrapped: a wrapped line loses
+    # the space it was broken at ("web1" / "connected" read as "web1connected").
+    text = Text(no_wrap=True, overflow="ellipsis")
     names = only if only is not None else list(links)
     for i, name in enumerate(names):
         link = links.get(name)
-        kind = _KIND[link.state] if link else "warn"
+        kind = link_status(link)
         h = health.servers.get(name)
         if i:
             text.append("\n")
-        text.append("● " if kind == "ok" else "◐ " if kind == "warn" else "✕ ", palette[kind])
+        text.append(_MARK.get(kind, "◐ "), palette[kind])
         text.append(name, "bold")
-        text.append(f"  {link.describe() if link else 'unknown'}")
+        text.append(f" {shown(link.describe()) if link else 'unknown'}")
         if h is not None and h.metrics is not None:
             text.append(f"  {host_summary(h.metrics)}", palette["muted"])
         if h is not None and h.status is not Status.OK:
             detail = "; ".join(h.reasons) or h.status.value
-            text.append(f"  health {h.status.value}: {detail}", palette[_health_kind(h.status)])
+            text.append(f"  health {h.status.value}: {shown(detail)}", palette[h.status])
     return text
 
 
@@ -60,10 +59,6 @@ def host_summary(m: HostMetrics) -> str:
     if m.tcp is not None:
         parts.append(f"estab {m.tcp.get('ESTABLISHED', 0)}  syn-recv {m.tcp.get('SYN_RECV', 0)}")
     return "  ".join(parts)
-
-
-def _health_kind(status: Status) -> str:
-    return {"ok": "ok", "warn": "warn", "down": "down"}.get(status.value, "muted")
 
 
 class ServerStrip(Static):

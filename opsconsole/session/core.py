@@ -1,0 +1,292 @@
+"""The one service layer both front ends call (DESIGN §2): every intent, the same way.
+
+:class:`Session` owns what the CLI and the TUI ask of the fleet's controls: connect (one policy for
+an unreachable server), read the controls, preview an intent, apply exactly what was previewed (or
+refuse when someone changed the service since), confirm or roll back, expire due blocks, read the
+audit timeline.  Progress comes back as typed :class:`~opsconsole.controls.progress.Progress`
+events and results as :class:`~opsconsole.controls.report.ApplyReport` values whose states are
+the core's enums; a front end formats them and decides nothing.
+
+The connection policy: every server of the service is connected in parallel within
+``connect_timeout``; one that cannot be reached stands as an
+:class:`~opsconsole.transport.base.Unreachable` transport, so the intent reports that server's
+failure in its own words while the others proceed — the same in both front ends.
+
+Imports the core only (never a front end, never Textual).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..controls import audit as audit_trail
+from ..controls.apply import apply_change
+from ..controls.edits import Edit
+from ..controls.expiry import expire_due
+from ..controls.preview import preview_settle
+from ..controls.progress import OnProgress, Stage, emit
+from ..controls.remote import read_controls
+from ..controls.report import ApplyReport, ControlsReport
+from ..controls.settle import Settle, settle_change
+from ..controls.setup import SetupReport, setup_service
+from ..controls.timeline import Timeline, collect_timeline, local_events
+from ..errors import UsageError
+from ..fleet import Fleet
+from ..health import FleetHealth, check_fleet
+from ..health.check import Progress as HealthProgress
+from ..transport.base import Transport, TransportError, Unreachable
+
+CONNECT_ATTEMPTS = 2
+"""Connection attempts per server for a one-shot command (the CLI); a live session retries on."""
+
+Intent = Edit | Settle
+"""What an operator asks for: an edit of the controls, or to confirm / roll back."""
+
+
+class ReadOnlyError(UsageError):
+    """``console.read_only = true``: the session refuses every change (previews still work)."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What an intent would do on every server, as shown to the operator before asking."""
+
+    service: str
+    intent: Intent
+    report: ApplyReport
+    """The dry run: per server ``dry-run`` (with its diff), ``unchanged``, ``nothing`` or
+    ``failed`` (unreachable, unreadable)."""
+    confirm_within: float | None = None
+
+    @property
+    def versions(self) -> dict[str, int | None]:
+        """The state version each server showed: the apply is bound to them."""
+        return {name: r.before_version for name, r in self.report.results.items()}
+
+    @property
+    def changes(self) -> list[str]:
+        """The servers the intent would change."""
+        return self.report.would_change
+
+    @property
+    def action(self) -> str:
+        return self.report.action
+
+
+class Session:
+    """The controls of a configured fleet, for one operator, over one connection pool."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        fleet: Fleet | None = None,
+        live: bool = False,
+        audit_trail_path: Path | None = None,
+        connect_timeout: float = 15.0,
+    ) -> None:
+        """``live``: the pool keeps retrying unreachable servers (the console); otherwise each
+        server gets ``CONNECT_ATTEMPTS`` (a one-shot command).  ``connect_timeout``: how long
+        an intent waits for a server before it counts as unreachable."""
+        self.config = config
+        self.connect_timeout = connect_timeout
+        self.fleet = fleet or Fleet(
+            config,
+            max_attempts=None if live else CONNECT_ATTEMPTS,
+            connect_timeout=min(connect_timeout, 10.0),
+        )
+        self.audit_path = audit_trail_path or audit_trail.default_trail()
+        self.settled: dict[str, float] = {}
+        """Service -> time.monotonic() of this session's last confirm or rollback (so a watch
+        does not take our own rollback for a server reverting by itself)."""
+
+    @property
+    def operator(self) -> str:
+        return self.config.console.operator
+
+    @property
+    def read_only(self) -> bool:
+        return self.config.console.read_only
+
+    async def close(self) -> None:
+        await self.fleet.close()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def servers_of(self, service: str) -> list[str]:
+        return list(self.config.service(service).servers)
+
+    async def connect(
+        self, servers: Iterable[str], on_progress: OnProgress | None = None
+    ) -> dict[str, Transport]:
+        """A transport for each server: connected, or :class:`Unreachable` with the reason."""
+        names = list(dict.fromkeys(servers))
+        for name in names:
+            emit(on_progress, name, Stage.CONNECTING)
+        reached = await self.fleet.reach(names, timeout=self.connect_timeout)
+        out: dict[str, Transport] = {}
+        for name, r in reached.items():
+            if isinstance(r, TransportError):
+                emit(on_progress, name, Stage.UNREACHABLE, str(r))
+                out[name] = Unreachable(name, r)
+            else:
+                emit(on_progress, name, Stage.CONNECTED)
+                out[name] = r
+        return out
+
+    async def _service(self, service: str, on_progress: OnProgress | None) -> dict[str, Transport]:
+        return await self.connect(self.servers_of(service), on_progress)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def controls(self, service: str) -> ControlsReport:
+        """The control state every server of ``service`` holds (an unreachable one says why)."""
+        return await read_controls(self.config, service, await self._service(service, None))
+
+    async def timeline(
+        self,
+        services: Iterable[str] | None = None,
+        *,
+        since: datetime | None = None,
+        local_only: bool = False,
+        max_bytes: int | None = None,
+    ) -> Timeline:
+        """Every server's audit trail merged with the local one (all consoles' changes, the
+        servers' own reverts); a server that cannot be read is named in ``errors``."""
+        names = list(services) if services is not None else list(self.config.services)
+        if local_only:
+            return await collect_timeline(
+                self.config, {}, services=names, since=since, trail=self.audit_path, remote=False
+            )
+        servers = [n for s in names for n in self.servers_of(s)]
+        reached = await self.fleet.reach(dict.fromkeys(servers), timeout=self.connect_timeout)
+        kwargs: dict[str, Any] = {} if max_bytes is None else {"max_bytes": max_bytes}
+        return await collect_timeline(
+            self.config, reached, services=names, since=since, trail=self.audit_path, **kwargs
+        )
+
+    async def setup(self, service: str) -> SetupReport:
+        """``setup SERVICE``: create empty snippets (not in read-only mode: check only) and let
+        nginx prove it includes them."""
+        transports = await self._service(service, None)
+        return await setup_service(self.config, service, transports, create=not self.read_only)
+
+    async def check(self, on_progress: HealthProgress | None = None) -> FleetHealth:
+        """``check``: every server and service probed once, in parallel."""
+        return await check_fleet(self.config, self.fleet.pool, on_progress=on_progress)
+
+    def local_events(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        names = list(services) if services is not None else list(self.config.services)
+        return local_events(self.config, names, self.audit_path)
+
+    # -- intents ----------------------------------------------------------------------------
+
+    def refuse_if_read_only(self) -> None:
+        """Raise :class:`ReadOnlyError` in safe mode (front ends call it early, to say so)."""
+        if self.read_only:
+            raise ReadOnlyError(
+                f"{self.config.path}: console.read_only = true: actions are refused (safe "
+                "mode); previews still work, and `read_only = false` allows changes"
+            )
+
+    async def preview(
+        self,
+        service: str,
+        intent: Intent,
+        *,
+        confirm_within: float | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> Preview:
+        """What ``intent`` would do on every server of ``service``; changes nothing."""
+        transports = await self._service(service, on_progress)
+        if isinstance(intent, Settle):
+            report = await preview_settle(
+                self.config, service, transports, intent, on_progress=on_progress
+            )
+        else:
+            report = await apply_change(
+                self.config, service, transports, intent, operator=self.operator,
+                dry_run=True, confirm_within=confirm_within, on_progress=on_progress,
+            )  # fmt: skip
+        return Preview(service, intent, report, confirm_within)
+
+    async def apply(
+        self,
+        preview: Preview,
+        *,
+        confirm_within: float | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> ApplyReport:
+        """Apply what ``preview`` showed, on the servers where it showed a change, or refuse on
+        a server whose controls changed since ("changed by … re-read").  The other servers
+        (already so, or not previewed: unreachable) are reported as the preview found them."""
+        window = preview.confirm_within if confirm_within is None else confirm_within
+        targets = preview.changes
+        if not targets:
+            return preview.report
+        report = await self.execute(
+            preview.service,
+            preview.intent,
+            confirm_within=window,
+            expected_versions={n: preview.versions[n] for n in targets},
+            servers=targets,
+            on_progress=on_progress,
+        )
+        results = {
+            name: report.results.get(name, previewed)
+            for name, previewed in preview.report.results.items()
+        }
+        return replace(report, results=results)
+
+    async def execute(
+        self,
+        service: str,
+        intent: Intent,
+        *,
+        confirm_within: float | None = None,
+        expected_versions: Mapping[str, int | None] | None = None,
+        servers: Sequence[str] | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> ApplyReport:
+        """Carry out ``intent`` without a preview (``--yes``); ``expected_versions`` still
+        binds it to what the operator saw (``--expect-version``).  ``servers``: only these
+        servers of the service."""
+        self.refuse_if_read_only()
+        names = list(servers) if servers is not None else self.servers_of(service)
+        transports = await self.connect(names, on_progress)
+        if isinstance(intent, Settle):
+            self.settled[service] = time.monotonic()
+            try:
+                return await settle_change(
+                    intent, self.config, service, transports, operator=self.operator,
+                    audit_trail=self.audit_path, expected_versions=expected_versions,
+                    on_progress=on_progress, servers=names,
+                )  # fmt: skip
+            finally:
+                self.settled[service] = time.monotonic()
+        return await apply_change(
+            self.config, service, transports, intent, operator=self.operator,
+            confirm_within=confirm_within, expected_versions=expected_versions,
+            audit_trail=self.audit_path, on_progress=on_progress, servers=names,
+        )  # fmt: skip
+
+    async def expire_due(self, service: str) -> ApplyReport | None:
+        """Remove the blocks of ``service`` that fell due (None: none was)."""
+        if self.read_only:
+            return None
+        transports = await self._service(service, None)
+        reachable = {n: t for n, t in transports.items() if not isinstance(t, Unreachable)}
+        if len(reachable) != len(transports):
+            return None  # tried again next round, when every server answers
+        return await expire_due(
+            self.config, service, transports, self.operator, audit_trail=self.audit_path
+        )
+
+
+__all__ = ["CONNECT_ATTEMPTS", "Intent", "Preview", "ReadOnlyError", "Session"]
