@@ -119,6 +119,10 @@ class Config:
     health: HealthConfig
     servers: dict[str, ServerConfig] = field(default_factory=dict)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
+    example: bool = False
+    """``example = true``: the documented example shipped in the checkout, which describes no
+    real fleet; :func:`load_config` refuses it, so it never stands in for the operator's own
+    config (or the lab's) just because it sits in the current directory."""
 
     def service(self, name: str) -> ServiceConfig:
         """The service called ``name``; a ConfigError listing the known ones otherwise."""
@@ -175,7 +179,18 @@ def load_config(explicit: str | None = None) -> Config:
         raise ConfigError(str(path), "", "is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), "", f"is not valid TOML: {e}") from None
-    return parse_config(data, path)
+    config = parse_config(data, path)
+    if config.example:
+        raise ConfigError(
+            str(path),
+            "example",
+            "this is opsconsole's documented example, not a fleet (found "
+            + ("as given" if explicit else "first in the search order")
+            + "): copy it, describe your servers and delete the `example = true` line — or use "
+            "the rehearsal lab, whose `opsconsole lab up` prints the `export "
+            "OPSCONSOLE_CONFIG=…` line to run",
+        )
+    return config
 
 
 T = TypeVar("T")
@@ -246,7 +261,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate a parsed TOML document; ``path`` is only used in messages."""
     file = str(path)
     top = _Reader(file, "", data)
-    top.refuse_unknown({"console", "health", "servers", "services"})
+    top.refuse_unknown({"example", "console", "health", "servers", "services"})
+    example = top.get("example", bool, False, "true or false")
 
     c = _Reader(file, "console", data.get("console", {}))
     c.refuse_unknown(_CONSOLE_KEYS)
@@ -359,4 +375,11 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
             nginx_reload=r.text("nginx_reload", ServiceConfig.nginx_reload, "a command"),
         )
 
-    return Config(path=path, console=console, health=health, servers=servers, services=services)
+    return Config(
+        path=path,
+        console=console,
+        health=health,
+        servers=servers,
+        services=services,
+        example=example,
+    )

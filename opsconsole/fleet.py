@@ -30,6 +30,7 @@ from .stats.history import HistoryCounts
 from .stats.snapshot import Snapshot
 from .stats.traffic import ServerTotals
 from .stats.window import LiveWindow
+from .text import unprefixed
 from .transport.base import LinkState, ServerStatus, Transport, TransportError
 from .transport.pool import ConnectionPool
 
@@ -218,7 +219,8 @@ class Fleet:
                     await self.work(stats.add_chunk, b"".join(batch), server)
                 feed.state = FeedState.READ
             except (TransportError, OperationError) as e:
-                feed.state, feed.error = FeedState.FAILED, str(e) or type(e).__name__
+                feed.state = FeedState.FAILED
+                feed.error = unprefixed(str(e), server) or type(e).__name__
             stats.servers.setdefault(server, ServerTotals())  # listed even when it failed
 
         await asyncio.gather(*(one(s) for s in svc.servers))
@@ -339,10 +341,10 @@ class ServicePipeline:
                 t = await self.fleet.pool.get(server)
                 file_id, size = await file_size(t, path)
                 since = time.time() - self.window.window
-                start = await find_start(t, path, size, since, self.window.parser)
+                start = await find_start(t, path, size, since, LineParser(self.window.format))
                 break
             except (TransportError, OperationError) as e:
-                feed.state, feed.error = FeedState.FAILED, str(e)
+                feed.state, feed.error = FeedState.FAILED, unprefixed(str(e), server)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
@@ -351,7 +353,7 @@ class ServicePipeline:
             if state.phase is FollowPhase.FOLLOWING:
                 feed.error, feed.detail = None, "following the log"
             else:
-                feed.error = feed.detail = state.describe()
+                feed.error = feed.detail = unprefixed(state.describe(), server)
 
         follower = LogFollower(
             lambda: self.fleet.pool.get(server),

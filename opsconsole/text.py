@@ -41,3 +41,12 @@ def _escape(ch: str) -> str:
     if category[0] == "C" or category in ("Zl", "Zp"):
         return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
     return ch
+
+
+def unprefixed(message: str, server: str) -> str:
+    """``message`` without the server's name in front: errors from a transport name their
+    server, and a front end that shows them beside that name would say it twice."""
+    for prefix in (f"{server}: ", f"{server} "):
+        if message.startswith(prefix):
+            return message[len(prefix) :]
+    return message

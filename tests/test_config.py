@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from opsconsole.config import load_config
+from opsconsole.config import load_config, parse_config
 from opsconsole.errors import ConfigError
 
 GOOD = """
@@ -48,10 +49,23 @@ def test_a_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     assert config.servers["local"].is_local and config.servers["web1"].port == 2222
 
 
-def test_the_shipped_example_config_is_valid() -> None:
+def test_the_shipped_example_config_is_valid_but_never_used_as_a_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     example = Path(__file__).resolve().parents[1] / "config.toml"
-    config = load_config(str(example))
-    assert config.services
+    text = example.read_text()
+    config = parse_config(tomllib.loads(text), example)  # every key of it is valid
+    assert config.services and config.example
+    # Found in the current directory (a checkout), it does not shadow the operator's config:
+    # it is refused with what to do instead, before anything connects.
+    monkeypatch.chdir(example.parent)
+    with pytest.raises(ConfigError, match="documented example") as refused:
+        load_config(None)
+    assert "OPSCONSOLE_CONFIG" in str(refused.value) and "example = true" in str(refused.value)
+    # $OPSCONSOLE_CONFIG (what `lab up` prints) comes first in the search order.
+    mine = write(tmp_path, text.replace("example = true\n", ""))
+    monkeypatch.setenv("OPSCONSOLE_CONFIG", str(mine))
+    assert load_config(None).path == mine
 
 
 @pytest.mark.parametrize(

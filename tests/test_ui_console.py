@@ -95,7 +95,7 @@ async def test_the_fleet_table_sorts_and_keeps_the_selected_service(tmp_path: Pa
 
 async def test_choosing_a_theme_saves_it_in_the_config_file(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
-    config.write_text((REPO / "config.toml").read_text())
+    config.write_text((REPO / "config.toml").read_text().replace("example = true\n", ""))
     app = OpsConsoleApp(FakeSource(), config_path=config)
     async with app.run_test() as pilot:
         app.theme = "opsconsole-high-contrast"
@@ -164,7 +164,7 @@ async def test_a_keymap_beside_the_config_remaps_a_binding_by_its_id(tmp_path: P
     from opsconsole.ui.screens.help import HelpScreen
 
     config = tmp_path / "config.toml"
-    config.write_text((REPO / "config.toml").read_text())
+    config.write_text((REPO / "config.toml").read_text().replace("example = true\n", ""))
     (tmp_path / "keymap.toml").write_text('"app.help" = "f1"\n')
     app = OpsConsoleApp(FakeSource(), config_path=config)
     async with app.run_test() as pilot:

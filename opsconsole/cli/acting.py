@@ -37,7 +37,7 @@ from ..controls.state import parse_utc
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError
 from ..session import Intent, OnProgress, Progress, Session, Settle
-from ..text import shown
+from ..text import shown, unprefixed
 from .running import run_async
 
 PREVIEW_LINES = 40
@@ -261,7 +261,7 @@ def print_report(report: ApplyReport, args: argparse.Namespace) -> None:
     for r in report.failures():
         extra = " (rolled back: the previous files and nginx config are in place)"
         print(
-            f"opsconsole: {r.server}: {shown(_unprefixed(r.reason, r.server))}"
+            f"opsconsole: {r.server}: {shown(unprefixed(r.reason, r.server))}"
             f"{extra if r.rolled_back else ''}",
             file=sys.stderr,
         )
@@ -287,7 +287,7 @@ def render_preview(preview: ApplyReport, window: float | None) -> str:
             lines.append(f"... {len(body) - PREVIEW_LINES} more lines (--dry-run prints them all)")
     for r in preview.results.values():
         if r.status is Outcome.FAILED:
-            lines.append(f"{r.server}: cannot apply: {shown(_unprefixed(r.reason, r.server))}")
+            lines.append(f"{r.server}: cannot apply: {shown(unprefixed(r.reason, r.server))}")
     if preview.action not in ("confirm", "rollback") and preview.would_change:
         risky = preview.risk
         if window:
@@ -302,10 +302,3 @@ def render_preview(preview: ApplyReport, window: float | None) -> str:
             )
     return "\n".join(lines)
 
-
-def _unprefixed(reason: str, server: str) -> str:
-    """A server's message without its own name in front (it is printed before it)."""
-    for prefix in (f"{server}: ", f"{server} "):
-        if reason.startswith(prefix):
-            return reason[len(prefix) :]
-    return reason

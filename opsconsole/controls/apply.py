@@ -37,6 +37,7 @@ from typing import Any
 from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
 from ..health.http import probe_url
+from ..text import unprefixed
 from ..transport.base import Transport, TransportError
 from . import audit, serverside, validate
 from .edits import Edit
@@ -202,7 +203,7 @@ async def apply_on_server(
         emit(on_progress, name, Stage.APPLYING)
         res = await run_step(transport, argv, _tarball(files))
     except (OperationError, UsageError, TransportError) as e:
-        reason = str(e)
+        reason = unprefixed(str(e), name)
         if sent and isinstance(e, TransportError):
             reason += (
                 " (during the apply: the server either finished the change, or the next "

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
+from ..text import unprefixed
 from ..transport.base import Transport, TransportError
 from .apply import rendered_diff
 from .progress import OnProgress, Stage, emit
@@ -88,7 +89,7 @@ async def _one(
             diff=rendered_diff(cur, prev, svc.name, cdir),
         )
     except (OperationError, UsageError, TransportError) as e:
-        return ServerResult(name, Outcome.FAILED, str(e))
+        return ServerResult(name, Outcome.FAILED, unprefixed(str(e), name))
 
 
 async def preview_settle(

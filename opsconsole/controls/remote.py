@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
+from ..text import unprefixed
 from ..transport.base import RunResult, Transport, TransportError
 from . import serverside
 from .render import check_control_dir
@@ -235,7 +236,7 @@ async def read_controls(
         try:
             r = await read_server(transports[name], svc, config.servers[name])
         except (OperationError, UsageError, TransportError) as e:
-            return ServerControls(name, None, str(e))
+            return ServerControls(name, None, unprefixed(str(e), name))
         deadline = None
         if r.confirm and len(r.confirm) > 2 and r.confirm[2].isdigit():
             deadline = utc_text(datetime.fromtimestamp(int(r.confirm[2]), UTC))

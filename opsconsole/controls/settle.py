@@ -18,6 +18,7 @@ from typing import Any
 
 from ..config import Config, ServerConfig, ServiceConfig
 from ..errors import OperationError, UsageError
+from ..text import unprefixed
 from ..transport.base import Transport, TransportError
 from . import audit, serverside, validate
 from .progress import OnProgress, Stage, emit
@@ -83,7 +84,7 @@ async def _settle_on_server(
         emit(on_progress, name, mode.stage)
         res = await run_step(transport, argv, audit.server_prefix(ev).encode())
     except (OperationError, UsageError, TransportError) as e:
-        result = ServerResult(name, Outcome.FAILED, str(e))
+        result = ServerResult(name, Outcome.FAILED, unprefixed(str(e), name))
     else:
         info = opsc_lines(res.stdout)
         if res.exit_status == 0 and "nothing" in info:

@@ -40,6 +40,7 @@ from ..errors import UsageError
 from ..fleet import Fleet
 from ..health import FleetHealth, check_fleet
 from ..health.check import Progress as HealthProgress
+from ..text import unprefixed
 from ..transport.base import Transport, TransportError, Unreachable
 
 CONNECT_ATTEMPTS = 2
@@ -133,7 +134,7 @@ class Session:
         out: dict[str, Transport] = {}
         for name, r in reached.items():
             if isinstance(r, TransportError):
-                emit(on_progress, name, Stage.UNREACHABLE, str(r))
+                emit(on_progress, name, Stage.UNREACHABLE, unprefixed(str(r), name))
                 out[name] = Unreachable(name, r)
             else:
                 emit(on_progress, name, Stage.CONNECTED)

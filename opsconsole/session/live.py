@@ -38,6 +38,8 @@ CONTROLS_INTERVAL = 5.0
 """Seconds between two reads of a service's controls (badges, countdowns, reverts)."""
 PENDING_INTERVAL = 1.0
 """…and while a change of that service awaits confirmation: a revert shows within a second."""
+REVERT_SHOWN = 120.0
+"""Seconds a service's row keeps saying that its servers reverted an unconfirmed change."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ControlsEvent:
     (their timer ran out)."""
     message: str | None = None
     """For people, when there is news: "web1, web2 reverted the unconfirmed change …"."""
+    reverted_at: float | None = None
+    """time.time() of the last such revert, kept for ``REVERT_SHOWN`` seconds (the row says so)."""
 
     @property
     def maintenance(self) -> bool | None:
@@ -168,6 +172,10 @@ class LiveSession(Session):
         old = self._controls.get(service)
         if event.report is None and old is not None and old.report is not None:
             event = replace(event, report=old.report)  # keep the last known
+        if event.reverted:
+            event = replace(event, reverted_at=time.time())
+        elif old is not None and old.reverted_at and time.time() - old.reverted_at < REVERT_SHOWN:
+            event = replace(event, reverted_at=old.reverted_at)
         self._controls[service] = event
         for listener in list(self._listeners):
             try:

@@ -41,7 +41,12 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("topip", "top IP"),
     ("topnet", "top /24"),
 )
-"""The fleet table's columns, most urgent first: at 80 columns the rest scrolls into view."""
+"""The fleet table's columns, in table order."""
+KEEP_ORDER = (
+    "service", "rps", "404", "health", "controls", "5xx", "servers", "trend", "ips", "topnet",
+    "2xx", "4xx", "topip",
+)  # fmt: skip
+"""The order in which columns are kept as the table narrows: the most urgent never leaves."""
 
 SORTS: tuple[tuple[str, str, bool], ...] = (
     ("service", "name", False),
@@ -88,6 +93,8 @@ def badges(event: ControlsEvent | None, now: float) -> list[tuple[str, str]]:
     deadlines = sorted(s.confirm_deadline for s in report.servers.values() if s.confirm_deadline)
     if deadlines:
         out.append((f"confirm {countdown(deadlines[0], now)}", "warn"))
+    if event is not None and event.reverted_at is not None:
+        out.append(("reverted (unconfirmed)", "warn"))
     if any(s.pending for s in report.servers.values()):
         out.append(("interrupted", "down"))
     unread = [s.server for s in report.servers.values() if s.state is None]

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 class FleetScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Quit and help first: the footer lists keys in this order, and at 80 columns the
+        # last ones are cut.
+        Binding("q", "app.quit", "Quit", id="fleet.quit"),
+        Binding("question_mark", "app.help", "Help", key_display="?", id="fleet.help"),
         Binding("enter", "open", "Open", id="fleet.open"),
         Binding("s", "sort", "Sort", id="fleet.sort"),
         Binding("m", "maintenance", "Maint.", id="fleet.maintenance"),
@@ -50,7 +54,7 @@ class FleetScreen(Screen[None]):
         yield FleetTable(id="fleet-table")
         yield Static(id="fleet-detail")
         yield ServerStrip(id="server-strip")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = "Fleet"

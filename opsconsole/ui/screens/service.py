@@ -39,8 +39,12 @@ TOP_N = 20
 class ServiceScreen(Screen[None]):
     # Textual declares these as instance variables: a ClassVar annotation would not type-check.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]  # noqa: RUF012
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (30, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
+        # Quit and help first: the footer lists keys in this order, and at 80 columns the
+        # last ones are cut.
+        Binding("q", "app.quit", "Quit", id="service.quit"),
+        Binding("question_mark", "app.help", "Help", key_display="?", id="service.help"),
         Binding("escape", "back", "Fleet", id="service.back"),
         Binding("b", "block", "Block/filter row", id="service.block"),
         Binding("enter", "block", "Block/filter row", show=False, id="service.select"),
@@ -76,7 +80,7 @@ class ServiceScreen(Screen[None]):
             yield TopTable("path", "top paths", id="top-path")
             yield TopTable("user_agent", "top user agents", id="top-user_agent")
         yield ServerStrip(id="server-strip")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.title = f"Service {self.service}"

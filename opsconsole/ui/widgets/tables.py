@@ -13,39 +13,75 @@ from textual.widgets import DataTable
 
 from ...stats.snapshot import TopEntry
 from ..palette import Palette
-from ..rows import COLUMNS, ServiceRow
+from ..rows import COLUMNS, KEEP_ORDER, ServiceRow
 
 
 class FleetTable(DataTable[Text]):
-    """One row per service; ``apply`` updates cells in place, adds and removes rows."""
+    """One row per service; ``apply`` updates cells in place, adds and removes rows.
+
+    Only the columns that fit the table's width are shown — the most urgent kept longest
+    (:data:`~opsconsole.ui.rows.KEEP_ORDER`): at 80 columns an operator still sees service,
+    req/s, 404, health and controls, and nothing scrolls sideways."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=1)
         self.rows_by_name: dict[str, ServiceRow] = {}
         self._cells: dict[str, list[Text]] = {}
+        self._shown: list[str] = []
+        self._last: tuple[Sequence[ServiceRow], Palette, str, bool] | None = None
 
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+    def _fitting(self, all_cells: list[list[Text]]) -> list[str]:
+        """The columns (in table order) that fit the width, dropping the least urgent first."""
+        width = self.size.width or self.app.size.width
+        need = {
+            key: max([len(label), *(cells[i].cell_len for cells in all_cells)]) + 2
+            for i, (key, label) in enumerate(COLUMNS)
+        }
+        kept: list[str] = []
+        used = 2  # the scrollbar gutter and borders
+        for key in KEEP_ORDER:
+            if used + need[key] <= width or not kept:
+                kept.append(key)
+                used += need[key]
+        return [key for key, _ in COLUMNS if key in kept]
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.apply(*self._last)
 
     def apply(self, rows: Sequence[ServiceRow], palette: Palette, sort: str, desc: bool) -> None:
-        wanted = {r.name for r in rows}
+        self._last = (rows, palette, sort, desc)
+        every = {row.name: row.cells(palette) for row in rows}
+        shown = self._fitting(list(every.values()))
+        keep = None
+        if shown != self._shown:
+            keep = self.selected()
+            self.clear(columns=True)
+            self._cells = {}
+            labels = dict(COLUMNS)
+            for key in shown:
+                self.add_column(labels[key], key=key)
+            self._shown = shown
+        index = [i for i, (key, _) in enumerate(COLUMNS) if key in shown]
+        wanted = set(every)
         for name in list(self._cells):
             if name not in wanted:
                 self.remove_row(name)
                 del self._cells[name]
         for row in rows:
-            cells = row.cells(palette)
+            cells = [every[row.name][i] for i in index]
             old = self._cells.get(row.name)
             if old is None:
                 self.add_row(*cells, key=row.name)
             else:
-                for (col, _), new, before in zip(COLUMNS, cells, old, strict=True):
+                for col, new, before in zip(shown, cells, old, strict=True):
                     if new != before:
                         self.update_cell(row.name, col, new, update_width=True)
             self._cells[row.name] = cells
             self.rows_by_name[row.name] = row
         self.resort(sort, desc)
+        if keep is not None and keep in self._cells:
+            self.move_cursor(row=self.get_row_index(keep), animate=False)
 
     def resort(self, column: str, desc: bool) -> None:
         selected = self.selected()
