@@ -17,6 +17,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from opsconsole.controls import edits, validate
+from opsconsole.controls import state as cs
 from opsconsole.controls.render import exact_token, regex_token, render
 from opsconsole.controls.state import ControlState, state_from_json, state_to_json
 from opsconsole.errors import UsageError
@@ -35,6 +36,9 @@ NOW = datetime(2026, 11, 24, 15, 0, 0, tzinfo=UTC)
         ("2001:DB8::/32", "2001:db8::/32"),
         ("2001:db8:0:0::1", "2001:db8::1"),
         ("10.0.0.0/255.0.0.0", "10.0.0.0/8"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # nginx's geo looks mapped clients up as IPv4
+        ("::ffff:cb00:7100/120", "203.0.113.0/24"),
+        ("255.255.255.254/31", "255.255.255.254/31"),
     ],
 )
 def test_addresses_and_networks_are_accepted_in_canonical_form(value: str, expected: str) -> None:
@@ -55,6 +59,9 @@ def test_addresses_and_networks_are_accepted_in_canonical_form(value: str, expec
         ("", "not an IP address"),
         ("203.0.113.9/24", "did you mean 203.0.113.0/24"),
         ("2001:db8::1/48", "did you mean 2001:db8::/48"),
+        ("255.255.255.255", "no client can have it"),
+        ("255.255.255.255/32", "no client can have it"),
+        ("::ffff:255.255.255.255", "no client can have it"),
     ],
 )
 def test_bad_addresses_are_refused_saying_why(value: str, message: str) -> None:
@@ -124,6 +131,12 @@ def test_useful_regexes_are_accepted(value: str) -> None:
         ("[unclosed", "does not compile"),
         ("x" * 201, "at most 200"),
         ("", "non-empty"),
+        (r"x\Z", "reads differently"),  # PCRE's \Z also matches before a final newline
+        (r"\v", "reads differently"),  # PCRE's \v is any vertical space
+        ("[[:alpha:]]+", "inside a [...] set"),  # a POSIX class for PCRE, a plain set for Python
+        ("[[]", "inside a [...] set"),
+        ("[a&&b]", "inside a [...] set"),
+        ("x{1001}", "more than 1000 times"),  # PCRE refuses counts over 65535 at nginx -t
     ],
 )
 def test_dangerous_regexes_are_refused_saying_why(value: str, message: str) -> None:
@@ -131,11 +144,190 @@ def test_dangerous_regexes_are_refused_saying_why(value: str, message: str) -> N
         validate.regex(value)
 
 
+@pytest.mark.parametrize("value", [r"x\\Z", r"[\[:a]", "[]:]", "[.]", "x{1000}", r"a\\v"])
+def test_look_alikes_of_the_refused_constructs_are_accepted(value: str) -> None:
+    assert validate.regex(value) == value
+
+
 def test_exact_patterns_take_any_printable_text_and_methods_only_letters() -> None:
     assert validate.pattern("path", "exact", '/a"b;{}$') == '/a"b;{}$'
     assert validate.pattern("method", "exact", "PROPFIND") == "PROPFIND"
     with pytest.raises(UsageError, match="HTTP method"):
         validate.pattern("method", "exact", "GET;")
+    with pytest.raises(UsageError, match="matched exactly"):
+        validate.pattern("method", "regex", "GET|POST")
+
+
+def test_a_referer_is_a_filter_field_and_its_regex_can_say_no_referer() -> None:
+    assert validate.field("referer") == "referer"
+    assert validate.pattern("referer", "regex", "^$") == "^$"
+    with pytest.raises(UsageError, match="expected path, user_agent, method or referer"):
+        validate.field("cookie")
+
+
+def test_conditions_are_one_to_three_one_per_field_in_canonical_order() -> None:
+    assert validate.conditions(
+        [("referer", "^$"), {"field": "method", "pattern": "POST"}, ("path", "^/x", "regex")]
+    ) == (("path", "^/x", "regex"), ("method", "POST", "exact"), ("referer", "^$", "regex"))
+    for bad, message in [
+        ([], "one to three conditions"),
+        ([("path", "a"), ("user_agent", "b"), ("method", "GET"), ("referer", "c")], "one to three"),
+        ([("path", "a"), ("path", "b")], "at most one condition per field"),
+        ([("method", "GET|POST", "regex")], "matched exactly"),
+        ([("host", "x")], "filter field"),
+        ([{"field": "path", "pattern": "a", "flags": "i"}], "unknown keys"),
+        ("path", "expected a list"),
+        ([("path",)], "must be (field, pattern, match)"),
+    ]:
+        with pytest.raises(UsageError, match=re.escape(message)):
+            validate.conditions(bad)
+
+
+# Attempts to break out of the nginx token, in every field and both match kinds.
+INJECTIONS = [
+    'x"; return 200; #',
+    "x'; }",
+    "a\n}",
+    "a\r\nif ($x) {",
+    "$host",
+    "a$b",
+    "$(reboot)",
+    "`reboot`",
+    "a; } server { listen 80; }",
+    "x{ include /etc/passwd; }",
+    "a\x00",
+]
+_REFUSED_IN_REGEX = re.compile(r"[\"'`\x00-\x1f]|\$(?![|)]|\Z)")
+
+
+@pytest.mark.parametrize("payload", INJECTIONS)
+@pytest.mark.parametrize("field", validate.FIELDS)
+@pytest.mark.parametrize("match", validate.MATCHES)
+def test_an_injection_attempt_in_any_condition_is_refused_or_stays_inside_its_token(
+    payload: str, field: str, match: str
+) -> None:
+    conds = (
+        [("path", "^/ok"), (field, payload, match)]
+        if field != "path"
+        else [(field, payload, match)]
+    )
+    try:
+        when = validate.conditions(conds)
+    except UsageError:
+        if match == "regex" and field != "method":
+            assert _REFUSED_IN_REGEX.search(payload), payload
+        return
+    assert field != "method"  # a method is letters only
+    # Accepted: a regex without quotes, control characters or a stray $ (; { } are harmless
+    # inside the quoted token), or an exact pattern that is rendered as \xHH escapes.
+    assert match == "exact" or not _REFUSED_IN_REGEX.search(payload)
+    assert match == "regex" or payload.isprintable()
+    state = cs.add_filter(
+        ControlState(), when=cs.conditions(list(when)), action=403, reason="", by="a", at=""
+    )
+    assert_safe(state)
+    assert state_from_json(state_to_json(state)) == state
+
+
+OLD_STATE_FILE = """\
+{
+  "version": 7,
+  "updated_by": "alice",
+  "updated_at": "2026-11-24T15:00:00Z",
+  "maintenance": {"on": false, "allow": [], "message": ""},
+  "rate_limit": {"rate": null, "burst": 0, "key": "ip"},
+  "filters": [
+    {"id": "f1", "field": "path", "pattern": "^/wp-", "match": "regex", "action": 403, \
+"reason": "scanner", "added_by": "alice", "added_at": "2026-11-24T15:00:00Z"},
+    {"id": "f2", "field": "method", "pattern": "PROPFIND", "match": "exact", "action": 444, \
+"reason": "", "added_by": "bob", "added_at": "2026-11-24T15:01:00Z"}
+  ],
+  "blocks": []
+}
+"""
+
+
+def test_a_state_file_written_before_filters_had_conditions_still_loads() -> None:
+    state = state_from_json(OLD_STATE_FILE)
+    assert [f.describe() for f in state.filters] == ["path ~ ^/wp-", "method = PROPFIND"]
+    assert state.filters[1].when == (cs.Condition("method", "PROPFIND", "exact"),)
+    assert (state.filters[0].field, state.filters[0].pattern, state.filters[0].match) == (
+        "path",
+        "^/wp-",
+        "regex",
+    )
+    again = state_from_json(state_to_json(state))
+    assert again == state
+    # Written back with "when", and the flat keys kept for a one-condition filter.
+    d = cs.filter_dict(again.filters[0])
+    assert d["field"] == "path" and d["when"] == [
+        {"field": "path", "pattern": "^/wp-", "match": "regex"}
+    ]
+
+
+def test_a_filter_with_several_conditions_is_written_with_when_only() -> None:
+    when = cs.conditions([("user_agent", "curl/8.0", "exact"), ("path", r"^/x\.php$")])
+    state = cs.add_filter(ControlState(), when=when, action=444, reason="r", by="a", at="")
+    f = state.filters[0]
+    assert f.describe() == r"path ~ ^/x\.php$ and user_agent = curl/8.0"
+    assert f.field == "path"  # the first condition, for callers that show one
+    d = cs.filter_dict(f)
+    assert "field" not in d and len(d["when"]) == 2
+    assert state_from_json(state_to_json(state)) == state
+    # The same set of conditions, in any order, replaces the filter and keeps its id.
+    again = cs.add_filter(
+        state, when=tuple(reversed(when)), action=403, reason="new", by="b", at=""
+    )
+    assert [(x.id, x.action, x.reason) for x in again.filters] == [("f1", 403, "new")]
+    other = cs.add_filter(
+        again,
+        field_name="path",
+        pattern=r"^/x\.php$",
+        match="regex",
+        action=403,
+        reason="",
+        by="b",
+        at="",
+    )
+    assert [x.id for x in other.filters] == ["f1", "f2"]
+
+
+def test_a_hand_edited_filter_is_held_to_the_same_rules() -> None:
+    good = state_to_json(
+        cs.add_filter(
+            ControlState(),
+            when=cs.conditions([("path", "^/x"), ("referer", "^$")]),
+            action=403,
+            reason="",
+            by="a",
+            at="",
+        )
+    )
+    assert state_from_json(good).filters[0].when[1].field == "referer"
+    for evil, message in [
+        (good.replace('"^/x"', '"^/x\\"; }"'), "double quote"),
+        (good.replace('"^$"', '"$host"'), "end anchor"),
+        (good.replace('"referer"', '"path"'), "at most one condition per field"),
+        (good.replace('"when": [', '"field": "path", "when": ['), "disagree"),
+        (good.replace('"when": [', '"when": [{"field": "method", "pattern": "GET"}, '), None),
+        (
+            good.replace(
+                '"when": [',
+                '"when": [{"field": "method", "pattern": "GET"}, '
+                '{"field": "user_agent", "pattern": "x"}, ',
+            ),
+            "one to three",
+        ),
+        (
+            good.replace('"when": [', '"when": [{"field": "method", "pattern": "G T"}, '),
+            "HTTP method",
+        ),
+    ]:
+        if message is None:
+            assert len(state_from_json(evil).filters[0].when) == 3
+            continue
+        with pytest.raises(UsageError, match=re.escape(message)):
+            state_from_json(evil)
 
 
 def test_a_hand_edited_state_file_is_held_to_the_same_rules() -> None:
@@ -171,17 +363,21 @@ _LINES = [
     rf"geo \$remote_addr {_NAME} \{{",
     r"    default [01];",
     r"    [0-9a-f:./]+ [01];",
-    rf"map (\$uri|\$http_user_agent|\$request_method|\$remote_addr) {_NAME} \{{",
+    rf"map (\$uri|\$http_user_agent|\$request_method|\$http_referer|\$remote_addr) {_NAME} \{{",
     rf'map "({_NAME})+" {_NAME} \{{',
-    r'    default ("");',
     r"    default (0|\$remote_addr);",
-    rf"    {_KEY} (403|444);",
+    rf"    {_KEY} 1;",
+    r'    "" 1;',
+    r'    "~\^[.1]*1" (403|444);',
     r'    "~[^"]*" "[$0-9:]+";',
     r"}",
     rf"if \({_NAME}( = (403|444))?\) \{{",
     r"    return (403|444|503);",
     r"error_page 503 @opsc_[a-z0-9_]+;",
     r"location @opsc_[a-z0-9_]+ \{",
+    r"    if \(\$request_method !~ \^\(GET\|HEAD\)\$\) \{",
+    r"        return 503;",
+    r"    \}",
     r"    root /[A-Za-z0-9._/+@=,:~-]*;",
     r"    try_files /[A-Za-z0-9_-]+\.maintenance\.html =503;",
     r"    default_type text/html;",
@@ -300,5 +496,34 @@ def test_any_filter_input_renders_safely_or_is_refused(
         return
     event("accepted")
     state = e.apply(ControlState(), "alice", NOW)
+    assert_safe(state)
+    assert state_from_json(state_to_json(state)) == state
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(validate.FIELDS),
+            ANY_TEXT,
+            st.sampled_from(["regex", "exact", None]),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.sampled_from([403, 444]),
+)
+def test_any_multi_condition_filter_input_renders_safely_or_is_refused(
+    items: list[tuple[str, str, str | None]], action: int
+) -> None:
+    try:
+        when = cs.conditions(items)
+    except UsageError:
+        event("refused")
+        return
+    event(f"accepted with {len(when)} conditions")
+    assert 1 <= len(when) <= 3 and len({c.field for c in when}) == len(when)
+    state = cs.add_filter(ControlState(), when=when, action=action, reason="", by="a", at="")
+    state = cs.add_filter(state, when=when[:1], action=403, reason="", by="a", at="")
     assert_safe(state)
     assert state_from_json(state_to_json(state)) == state

@@ -17,6 +17,14 @@ How operator text is kept out of nginx syntax:
   tokens with every backslash doubled: nginx's parser turns ``\\\\`` back into ``\\`` and leaves
   everything else alone, so PCRE receives exactly the validated pattern.  Exact patterns become
   ``^…$`` with every byte outside ``[A-Za-z0-9_/-]`` written as ``\\xHH``.
+- Filters (each 1-3 conditions that must all match) never join request values: one ``map`` per
+  distinct condition yields ``1``/``0``, and one ``map`` over those digits, joined, yields the
+  answer (444 filters first, then 403, each by id; see :func:`filter_order`).  A client cannot
+  reach the joined string at all, whatever bytes it sends.  nginx never tries a map's regexes
+  on an empty value, so a regex that matches the empty string (``^$``: no referer) also gets
+  the key ``""``.
+- The maintenance page is a named location, which keeps the request's method; nginx's static
+  module would answer a POST there with 405, so anything but GET and HEAD gets nginx's own 503.
 - The maintenance message is never in nginx syntax at all: it is HTML-escaped into its own file.
 - :func:`render` re-checks each emitted value against the character set of its position and raises
   ``ValueError`` if anything unvalidated slipped into the state (a bug, never operator error).
@@ -31,7 +39,7 @@ from dataclasses import dataclass
 
 from ..config import NAME_RE
 from ..errors import UsageError
-from .state import ControlState, Filter
+from .state import Condition, ControlState, Filter
 
 RETRY_AFTER = 300
 """Seconds announced in ``Retry-After`` on the maintenance page."""
@@ -44,12 +52,22 @@ _SAFE_ADDR = re.compile(r"[0-9a-f:./]{2,49}")
 _SAFE_TOKEN = re.compile(r'"~\*?[\x20\x21\x23-\x26\x28-\x5f\x61-\x7e]+"')
 _SAFE_RATE = re.compile(r"[0-9]{1,6}r/[sm]")
 _EXACT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/-")
-_FIELD_VARIABLES = {"path": "$uri", "user_agent": "$http_user_agent", "method": "$request_method"}
+_SAFE_POSITIONS = re.compile(r'"~\^[.1]*1"')
+_FIELD_VARIABLES = {
+    "path": "$uri",
+    "user_agent": "$http_user_agent",
+    "method": "$request_method",
+    "referer": "$http_referer",
+}
+_FIELD_ORDER = {name: i for i, name in enumerate(_FIELD_VARIABLES)}
 
 # $remote_addr -> a key shared by its /24 (IPv4) or /48 (IPv6).  nginx prints IPv6 in lower case,
-# compressing the longest run of zero groups, so the first three groups are read case by case.
-_SUBNET_RULES = (
+# compressing the longest run of zero groups, so the first three groups are read case by case; an
+# IPv4-mapped client (``::ffff:192.0.2.7``, a dual-stack socket) shares its IPv4 /24's key, as
+# geo looks it up among the IPv4 entries.
+SUBNET_RULES = (
     ("~^([0-9]+[.][0-9]+[.][0-9]+)[.]", "$1"),
+    ("~^::ffff:([0-9]+[.][0-9]+[.][0-9]+)[.]", "$1"),
     ("~^([0-9a-f]+:[0-9a-f]+:[0-9a-f]+):", "$1"),
     ("~^([0-9a-f]+:[0-9a-f]+)::", "$1:0"),
     ("~^([0-9a-f]+)::", "$1:0:0"),
@@ -105,15 +123,7 @@ def render(state: ControlState, service: str, control_dir: str) -> Rendered:
         server.append(_if(f"${p}_blocked", 403))
 
     if state.filters:
-        used = [
-            f for f in ("path", "user_agent", "method") if any(x.field == f for x in state.filters)
-        ]
-        for fld in used:
-            rows = [(_filter_token(x), str(x.action)) for x in _ordered(state.filters, fld)]
-            http.append(_map(_FIELD_VARIABLES[fld], f"${p}_f_{fld}", '""', rows))
-        joined = '"' + "".join(f"${p}_f_{fld}" for fld in used) + '"'
-        # "~444" first: when one request matches both kinds of filter, dropping it wins.
-        http.append(_map(joined, f"${p}_filter", "0", [('"~444"', "444"), ('"~403"', "403")]))
+        http.extend(_filter_maps(state.filters, p))
         server.append(_if(f"${p}_filter = 444", 444))
         server.append(_if(f"${p}_filter = 403", 403))
 
@@ -124,6 +134,11 @@ def render(state: ControlState, service: str, control_dir: str) -> Rendered:
         server.append(
             f"error_page 503 @{p}_maint;\n"
             f"location @{p}_maint {{\n"
+            # The named location keeps the request's method, and nginx's static module answers
+            # anything but GET and HEAD with 405: those get nginx's own 503 page instead.
+            "    if ($request_method !~ ^(GET|HEAD)$) {\n"
+            "        return 503;\n"
+            "    }\n"
             f"    root {root};\n"
             f"    try_files /{service}.maintenance.html =503;\n"
             "    default_type text/html;\n"
@@ -139,7 +154,7 @@ def render(state: ControlState, service: str, control_dir: str) -> Rendered:
             raise ValueError(f"unvalidated rate limit in state: {rl!r}")
         zone = f"{p}_rl_{rl.key}"
         if rl.key == "subnet":
-            http.append(_map("$remote_addr", f"${zone}", "$remote_addr", _quoted(_SUBNET_RULES)))
+            http.append(_map("$remote_addr", f"${zone}", "$remote_addr", _quoted(SUBNET_RULES)))
             source = f"${zone}"
         else:
             source = "$binary_remote_addr"
@@ -167,11 +182,48 @@ def maintenance_page(message: str) -> str:
     )
 
 
-def _ordered(filters: tuple[Filter, ...], fld: str) -> list[Filter]:
-    """Filters of one field in map order: 444 before 403, then by id (the first match wins)."""
-    return sorted(
-        (f for f in filters if f.field == fld), key=lambda f: (f.action != 444, int(f.id[1:]))
+def filter_order(filters: tuple[Filter, ...]) -> list[Filter]:
+    """Filters in map order: 444 before 403, then by id (the first match wins; also the order
+    in which :mod:`.matching` attributes a refusal)."""
+    return sorted(filters, key=lambda f: (f.action != 444, int(f.id[1:])))
+
+
+def _filter_maps(filters: tuple[Filter, ...], p: str) -> list[str]:
+    """All filters as one decision over values no client controls.
+
+    One ``map`` per distinct condition turns the request's value into ``1`` or ``0``
+    (``$opsc_<svc>_c<n>``); one more ``map`` over the concatenation of those digits (position
+    ``n`` is condition ``n``) yields 444, 403 or 0, with one regex key per filter that requires a
+    ``1`` at each of its conditions' positions.  The joined string holds only those digits, so
+    no byte a client sends (in a header or the path) can shift a position or fake a match.
+    """
+    conds = sorted(
+        {c for f in filters for c in f.when},
+        key=lambda c: (_FIELD_ORDER.get(c.field, 99), c.match, c.pattern),
     )
+    position = {c: i for i, c in enumerate(conds)}
+    out = []
+    for i, c in enumerate(conds):
+        if c.field not in _FIELD_VARIABLES:
+            raise ValueError(f"unvalidated filter condition in state: {c!r}")
+        rows = [(_condition_token(c), "1")]
+        if c.match == "regex" and re.search(c.pattern, ""):
+            # nginx never runs a map's regexes on an empty value (no header at all, or an empty
+            # one): the empty key says what the regex would, so ^$ can mean "no referer".
+            rows.append(('""', "1"))
+        out.append(_map(_FIELD_VARIABLES[c.field], f"${p}_c{i}", "0", rows))
+    rows = []
+    for f in filter_order(filters):
+        want = {position[c] for c in f.when}
+        if f.action not in (403, 444) or len(want) != len(f.when) or not want:
+            raise ValueError(f"unvalidated filter in state: {f!r}")
+        key = '"~^' + "".join("1" if i in want else "." for i in range(max(want) + 1)) + '"'
+        if not _SAFE_POSITIONS.fullmatch(key):
+            raise ValueError(f"unvalidated filter in state: {f!r}")
+        rows.append((key, str(f.action)))
+    joined = '"' + "".join(f"${p}_c{i}" for i in range(len(conds))) + '"'
+    out.append(_map(joined, f"${p}_filter", "0", rows))
+    return out
 
 
 def regex_token(pattern: str) -> str:
@@ -186,10 +238,10 @@ def exact_token(text: str) -> str:
     return f'"~^{body}$"'
 
 
-def _filter_token(f: Filter) -> str:
-    token = regex_token(f.pattern) if f.match == "regex" else exact_token(f.pattern)
-    if f.action not in (403, 444) or not _SAFE_TOKEN.fullmatch(token):
-        raise ValueError(f"unvalidated filter in state: {f!r}")
+def _condition_token(c: Condition) -> str:
+    token = regex_token(c.pattern) if c.match == "regex" else exact_token(c.pattern)
+    if c.match not in ("regex", "exact") or not _SAFE_TOKEN.fullmatch(token):
+        raise ValueError(f"unvalidated filter condition in state: {c!r}")
     return token
 
 
@@ -205,12 +257,21 @@ def _geo(variable: str, default: str, rows: list[tuple[str, str]]) -> str:
         return (bits, int.from_bytes(socket.inet_pton(family, host)), int(plen or bits))
 
     body = [f"geo $remote_addr {variable} {{\n", f"    default {default};\n"]
-    for addr, value in sorted(rows, key=order):
+    for addr, value in sorted(((_host_form(a), v) for a, v in rows), key=order):
         if not _SAFE_ADDR.fullmatch(addr):
             raise ValueError(f"unvalidated address in state: {addr!r}")
         body.append(f"    {addr} {value};\n")
     body.append("}\n")
     return "".join(body)
+
+
+def _host_form(addr: str) -> str:
+    """``a.b.c.d/32`` -> ``a.b.c.d`` (and ``/128``): geo refuses ``255.255.255.255/32``."""
+    if addr.endswith("/32") and "." in addr:
+        return addr[:-3]
+    if addr.endswith("/128"):
+        return addr[:-4]
+    return addr
 
 
 def _map(source: str, variable: str, default: str, rows: list[tuple[str, str]]) -> str:

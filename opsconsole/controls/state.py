@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import json.encoder
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -55,17 +55,86 @@ class Block:
 
 
 @dataclass(frozen=True)
-class Filter:
-    id: str
+class Condition:
+    """One condition of a filter: ``field`` matches ``pattern``."""
+
     field: str
-    """path (nginx ``$uri``: decoded, normalised, no query string), user_agent or method."""
+    """path (nginx ``$uri``: decoded, normalised, no query string), user_agent, method or
+    referer (the ``Referer`` header, ``""`` when absent)."""
     pattern: str
     match: str = "regex"
     """regex (the safe subset of :func:`.validate.regex`) or exact (whole value, case-sensitive)."""
-    action: int = 403
-    reason: str = ""
-    added_by: str = ""
-    added_at: str = ""
+
+    def describe(self) -> str:
+        """``path ~ ^/x\\.php$`` (regex) or ``user_agent = curl/8.0`` (exact)."""
+        return f"{self.field} {'~' if self.match == 'regex' else '='} {self.pattern}"
+
+
+def _field_rank(c: Condition) -> int:
+    order = validate.FIELDS
+    return order.index(c.field) if c.field in order else len(order)
+
+
+@dataclass(frozen=True, init=False)
+class Filter:
+    """Refuse requests for which every condition of :attr:`when` matches (1 to 3, AND).
+
+    Built either the old way, with one condition (``Filter("f1", "path", "^/x")``, still used by
+    callers), or with ``when=(Condition(...), ...)``; the conditions are kept in the canonical
+    field order of :data:`.validate.FIELDS` (path, user_agent, method, referer).
+    """
+
+    id: str
+    when: tuple[Condition, ...]
+    action: int
+    reason: str
+    added_by: str
+    added_at: str
+
+    def __init__(
+        self,
+        id: str,
+        field: str | None = None,
+        pattern: str | None = None,
+        match: str = "regex",
+        action: int = 403,
+        reason: str = "",
+        added_by: str = "",
+        added_at: str = "",
+        *,
+        when: tuple[Condition, ...] | None = None,
+    ) -> None:
+        if when is None:
+            if field is None or pattern is None:
+                raise TypeError("Filter needs field and pattern, or when=(Condition, ...)")
+            conds: tuple[Condition, ...] = (Condition(field, pattern, match),)
+        elif field is not None or pattern is not None:
+            raise TypeError("Filter takes field/pattern or when=, not both")
+        else:
+            conds = tuple(sorted(when, key=_field_rank))
+        object.__setattr__(self, "id", id)
+        object.__setattr__(self, "when", conds)
+        object.__setattr__(self, "action", action)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "added_by", added_by)
+        object.__setattr__(self, "added_at", added_at)
+
+    # The first condition, for callers written when a filter had exactly one.
+    @property
+    def field(self) -> str:
+        return self.when[0].field
+
+    @property
+    def pattern(self) -> str:
+        return self.when[0].pattern
+
+    @property
+    def match(self) -> str:
+        return self.when[0].match
+
+    def describe(self) -> str:
+        """One line: ``path ~ ^/x\\.php$ and user_agent = curl/8.0``."""
+        return " and ".join(c.describe() for c in self.when)
 
 
 @dataclass(frozen=True)
@@ -131,16 +200,18 @@ def block_dict(b: Block) -> dict[str, Any]:
 
 
 def filter_dict(f: Filter) -> dict[str, Any]:
-    return {
-        "id": f.id,
-        "field": f.field,
-        "pattern": f.pattern,
-        "match": f.match,
-        "action": f.action,
-        "reason": f.reason,
-        "added_by": f.added_by,
-        "added_at": f.added_at,
-    }
+    """``when`` always; a one-condition filter also keeps the flat ``field``/``pattern``/``match``
+    keys it had before filters took several conditions (scripts read them)."""
+    d: dict[str, Any] = {"id": f.id}
+    if len(f.when) == 1:
+        d.update(field=f.field, pattern=f.pattern, match=f.match)
+    d["when"] = [condition_dict(c) for c in f.when]
+    d.update(action=f.action, reason=f.reason, added_by=f.added_by, added_at=f.added_at)
+    return d
+
+
+def condition_dict(c: Condition) -> dict[str, Any]:
+    return {"field": c.field, "pattern": c.pattern, "match": c.match}
 
 
 def state_to_json(state: ControlState) -> str:
@@ -253,22 +324,54 @@ def _block_from_dict(data: Any) -> Block:
     )
 
 
+_FILTER_KEYS = {
+    "id",
+    "when",
+    "field",
+    "pattern",
+    "match",
+    "action",
+    "reason",
+    "added_by",
+    "added_at",
+}
+_FLAT_KEYS = ("field", "pattern", "match")
+
+
 def _filter_from_dict(data: Any) -> Filter:
-    keys = {"id", "field", "pattern", "match", "action", "reason", "added_by", "added_at"}
-    f = _table(data, "a filter", keys)
-    fld = validate.field(f.get("field"))
-    kind = validate.match(f.get("match", "regex"))
+    """A filter as written now (``when``, plus the flat keys when it has one condition) or by
+    the versions before conditions (flat ``field``/``pattern``/``match`` only)."""
+    f = _table(data, "a filter", _FILTER_KEYS)
+    flat = [k for k in _FLAT_KEYS if k in f]
+    if "when" in f:
+        when = conditions(f["when"])
+        if flat:
+            fid = f.get("id")
+            if len(when) != 1 or any(f[k] != getattr(when[0], k) for k in flat):
+                raise UsageError(
+                    f"state: filter {_show_id(fid)}: field/pattern/match disagree with its "
+                    "conditions (when)"
+                )
+    else:
+        when = conditions([(f.get("field"), f.get("pattern"), f.get("match"))])
     added_at = f.get("added_at", "")
     return Filter(
-        id=validate.filter_id(f.get("id")),
-        field=fld,
-        pattern=validate.pattern(fld, kind, f.get("pattern")),
-        match=kind,
+        validate.filter_id(f.get("id")),
+        when=when,
         action=validate.action(f.get("action", 403)),
         reason=validate.reason(f.get("reason", "")),
         added_by=validate.reason(f.get("added_by", "")),
         added_at=validate.timestamp(added_at) if added_at else "",
     )
+
+
+def _show_id(value: object) -> str:
+    return value if isinstance(value, str) and len(value) <= 10 else "?"
+
+
+def conditions(values: Any) -> tuple[Condition, ...]:
+    """Validated conditions (see :func:`.validate.conditions`), in canonical order."""
+    return tuple(Condition(*t) for t in validate.conditions(values))
 
 
 def _dedupe_blocks(blocks: Any) -> tuple[Block, ...]:
@@ -304,21 +407,30 @@ def remove_blocks(state: ControlState, targets: tuple[str, ...]) -> ControlState
 def add_filter(
     state: ControlState,
     *,
-    field_name: str,
-    pattern: str,
-    match: str,
+    field_name: str | None = None,
+    pattern: str | None = None,
+    match: str = "regex",
+    when: Sequence[Condition] | None = None,
     action: int,
     reason: str,
     by: str,
     at: str,
 ) -> ControlState:
-    """Add a filter with the next free id; the same field/pattern/match replaces the old one."""
-    same = [
-        f for f in state.filters if (f.field, f.pattern, f.match) == (field_name, pattern, match)
-    ]
+    """Add a filter with the next free id; the same set of conditions replaces the old one.
+
+    Give the conditions as ``when`` (already validated: :func:`conditions`), or one condition
+    as ``field_name``/``pattern``/``match``.
+    """
+    if when is None:
+        if field_name is None or pattern is None:
+            raise TypeError("add_filter needs when=, or field_name and pattern")
+        when = (Condition(field_name, pattern, match),)
+    conds = Filter("f0", when=tuple(when)).when
+    key = frozenset(conds)
+    same = [f for f in state.filters if frozenset(f.when) == key]
     next_id = f"f{max((int(f.id[1:]) for f in state.filters), default=0) + 1}"
     fid = same[0].id if same else next_id
-    new = Filter(fid, field_name, pattern, match, action, reason, by, at)
+    new = Filter(fid, when=conds, action=action, reason=reason, added_by=by, added_at=at)
     if same:
         return replace(state, filters=tuple(new if f.id == fid else f for f in state.filters))
     return replace(state, filters=(*state.filters, new))

@@ -11,14 +11,26 @@ The rules, and where each value goes:
 - IP / CIDR (blocks, maintenance allow list): parsed by :mod:`ipaddress`; only the characters
   ``0-9 a-f A-F : . /`` are accepted at all (no zone ids, no spaces); a CIDR with host bits set is
   *refused* (``203.0.113.9/24``: "did you mean 203.0.113.0/24?") because either reading of it may be
-  the typo.  Canonical form: the bare address for a single host, ``net/len`` otherwise.
+  the typo.  Canonical form: the bare address for a single host, ``net/len`` otherwise.  An
+  IPv4-mapped IPv6 address or network (``::ffff:203.0.113.7``) is written as the IPv4 one, because
+  nginx's ``geo`` looks a mapped client up among the IPv4 entries (a mapped entry would match
+  nobody).  ``255.255.255.255`` is refused: no client can have it (nginx's own address parser
+  reads it as its error value), and nginx refuses it as ``255.255.255.255/32``.
 - Regex (filters): rendered as a double-quoted nginx token, so ``;``, ``{``, ``}`` and spaces are
   harmless; what could break out of the token or change its meaning is refused: quotes, backticks,
   control characters, any non-ASCII, ``$`` anywhere but as an end anchor (``$`` at the end, or
   before ``|`` or ``)``), and every ``(?`` construct except a leading ``(?i)`` (named groups would
   create nginx variables).  It must compile with Python's ``re``, be at most 200 characters, and
   have no backreferences and no repeated group that itself contains a repetition or an alternation
-  (``(a+)+``, ``(.*)*``, ``(a|aa)+``), the shapes that backtrack catastrophically.
+  (``(a+)+``, ``(.*)*``, ``(a|aa)+``), the shapes that backtrack catastrophically, and no counted
+  repetition over 1000.  The few escapes and classes that Python and nginx's PCRE read differently
+  are refused rather than guessed (``\\N``, ``\\u``, ``\\U``, ``{,n}``, ``\\v`` (PCRE: any vertical
+  space), ``\\Z`` (PCRE: also before a final newline), ``[`` inside a set (PCRE: POSIX classes such
+  as ``[[:alpha:]]``) and the doubled ``--``, ``&&``, ``~~``, ``||`` Python warns about), so what
+  Python's ``re`` matches on bytes is what nginx matches (see :mod:`.matching`).
+- Filter conditions (:func:`conditions`): one to three, at most one per field, each field
+  (``path``, ``user_agent``, ``method``, ``referer``), match kind and pattern validated as above; a
+  method is matched exactly (letters only).
 - Exact patterns may hold any printable character; the renderer escapes every byte.
 - Messages and reasons: printable text (no control, format or separator characters), bounded length;
   they never reach nginx syntax or a shell (the message is HTML-escaped into its own file).
@@ -43,7 +55,11 @@ MAX_EXACT = 256
 MAX_RATE = 100_000
 MAX_BURST = 100_000
 MAX_TTL = 366 * 86400.0
-FIELDS = ("path", "user_agent", "method")
+FIELDS = ("path", "user_agent", "method", "referer")
+"""Filter fields, in the canonical order of a filter's conditions."""
+MAX_CONDITIONS = 3
+MAX_COUNT = 1000
+"""The largest counted repetition (``x{1000}``); PCRE refuses more than 65535 at ``nginx -t``."""
 MATCHES = ("regex", "exact")
 ACTIONS = (403, 444)
 KEYS = ("ip", "subnet")
@@ -58,6 +74,10 @@ _BAD_DOLLAR = re.compile(r"\$(?![|)]|\Z)")
 _CASE_FLAG = "(?i)"
 _FOREIGN = re.compile(r"(?<!\\)(?:\\\\)*\\[NuU]|\{,")
 """Escapes Python understands and PCRE does not (or reads otherwise): refused, not guessed."""
+_OTHERWISE = re.compile(r"(?<!\\)(?:\\\\)*\\([vZ])")
+"""Escapes both understand, differently: PCRE's ``\\v`` is any vertical space, its ``\\Z`` also
+matches before a final newline (a decoded ``%0A`` ends ``$uri`` with one)."""
+_BROADCAST = "255.255.255.255"
 
 
 def _show(value: object) -> str:
@@ -73,6 +93,8 @@ _PLAIN_V4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 def target(value: object) -> str:
     """An IPv4/IPv6 address or CIDR network, canonical (``2001:DB8::/32`` -> ``2001:db8::/32``)."""
     if isinstance(value, str) and _PLAIN_V4.fullmatch(value):
+        if value == _BROADCAST:
+            raise UsageError(_broadcast_refused(value))
         return value
     if not isinstance(value, str) or not _IP_CHARS.fullmatch(value):
         raise UsageError(
@@ -88,9 +110,27 @@ def target(value: object) -> str:
             f"{value} has host bits set after the prefix: did you mean {net} "
             f"(the network) or {value.split('/')[0]} (the single address)?"
         )
+    if isinstance(net, ipaddress.IPv6Network) and net.prefixlen >= 96 and net.subnet_of(_MAPPED):
+        # nginx's geo looks an IPv4-mapped client up among the IPv4 entries: say it that way.
+        mapped = net.network_address.ipv4_mapped
+        assert mapped is not None
+        net = ipaddress.IPv4Network((mapped, net.prefixlen - 96))
     if net.prefixlen == net.max_prefixlen:
-        return str(net.network_address)
+        text = str(net.network_address)
+        if text == _BROADCAST:
+            raise UsageError(_broadcast_refused(value))
+        return text
     return str(net)
+
+
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _broadcast_refused(value: str) -> str:
+    return (
+        f"{value} is the broadcast address 255.255.255.255: no client can have it, and nginx "
+        "refuses it as a network (it reads that address as its own error value)"
+    )
 
 
 def targets(values: Any) -> tuple[str, ...]:
@@ -180,8 +220,11 @@ def action(value: object) -> int:
 
 
 def field(value: object) -> str:
+    """A filter field: path (``$uri``), user_agent, method or referer (``""`` when absent)."""
     if value not in FIELDS:
-        raise UsageError(f"filter field {_show(value)}: expected path, user_agent or method")
+        raise UsageError(
+            f"filter field {_show(value)}: expected path, user_agent, method or referer"
+        )
     return str(value)
 
 
@@ -224,16 +267,77 @@ def ttl(value: object) -> float:
 
 
 def pattern(field_name: str, match_kind: str, value: object) -> str:
-    """A filter pattern for ``field_name`` (path, user_agent, method), matched as ``match_kind``."""
+    """A filter pattern for ``field_name`` (path, user_agent, method, referer) as ``match_kind``.
+
+    A method is matched exactly (nginx only accepts upper-case letters, ``_`` and ``-`` there).
+    """
     field(field_name)
     match(match_kind)
     if not isinstance(value, str) or not value:
         raise UsageError(f"filter pattern {_show(value)}: expected a non-empty string")
-    if match_kind == "exact":
-        if field_name == "method" and not _METHOD.fullmatch(value):
+    if field_name == "method":
+        if match_kind != "exact":
+            raise UsageError(
+                f"a method is matched exactly, not as a regex ({_show(value)}): "
+                "give one method per filter, e.g. POST"
+            )
+        if not _METHOD.fullmatch(value):
             raise UsageError(f"{_show(value)} is not an HTTP method (letters only, e.g. POST)")
+    if match_kind == "exact":
         return _printable(value, "the exact pattern", MAX_EXACT)
     return regex(value)
+
+
+def default_match(field_name: str) -> str:
+    """The match kind when none is given: ``exact`` for a method, ``regex`` otherwise."""
+    return "exact" if field_name == "method" else "regex"
+
+
+def condition(
+    field_name: object, pattern_value: object, match_kind: object = None
+) -> tuple[str, str, str]:
+    """One filter condition as ``(field, pattern, match)``; ``match`` defaults per field."""
+    fld = field(field_name)
+    kind = match(default_match(fld) if match_kind is None else match_kind)
+    return fld, pattern(fld, kind, pattern_value), kind
+
+
+def conditions(values: Any) -> tuple[tuple[str, str, str], ...]:
+    """The conditions of one filter (all must match): 1 to 3, at most one per field.
+
+    Each item is a ``(field, pattern[, match])`` sequence, a mapping with those keys, or an
+    object with those attributes (a :class:`~.state.Condition`).  Returned as
+    ``(field, pattern, match)`` triples in the canonical field order of :data:`FIELDS`.
+    """
+    if isinstance(values, str | bytes | dict) or not isinstance(values, list | tuple):
+        raise UsageError(f"filter conditions: expected a list, got {_show(values)}")
+    if not 1 <= len(values) <= MAX_CONDITIONS:
+        raise UsageError(
+            f"a filter has one to three conditions (all must match), got {len(values)}"
+        )
+    out: dict[str, tuple[str, str, str]] = {}
+    for item in values:
+        triple = condition(*_condition_parts(item))
+        if triple[0] in out:
+            raise UsageError(
+                f"a filter has at most one condition per field: {triple[0]} is given twice "
+                "(write one regex with | for either of two values)"
+            )
+        out[triple[0]] = triple
+    return tuple(out[f] for f in FIELDS if f in out)
+
+
+def _condition_parts(item: object) -> tuple[object, object, object]:
+    if isinstance(item, dict):
+        unknown = set(item) - {"field", "pattern", "match"}
+        if unknown:
+            raise UsageError(f"a filter condition has unknown keys {sorted(unknown)}")
+        return item.get("field"), item.get("pattern"), item.get("match")
+    if isinstance(item, list | tuple) and len(item) in (2, 3):
+        return item[0], item[1], item[2] if len(item) == 3 else None
+    if all(hasattr(item, a) for a in ("field", "pattern", "match")):
+        return item.field, item.pattern, item.match  # type: ignore[attr-defined]
+    raise UsageError(f"a filter condition must be (field, pattern, match), got {_show(item)}")
 
 
 def regex(value: object) -> str:
@@ -269,6 +373,19 @@ def regex(value: object) -> str:
             f"regex {_show(value)} uses \\N, \\u, \\U or {{,n}}, which nginx's PCRE reads "
             "differently from Python: write \\xHH or {0,n}"
         )
+    other = _OTHERWISE.search(value)
+    if other:
+        hint = "[\\x0b] for a vertical tab" if other.group(1) == "v" else "$ for the end"
+        raise UsageError(
+            f"regex {_show(value)} uses \\{other.group(1)}, which nginx's PCRE reads differently "
+            f"from Python: write {hint}"
+        )
+    if _set_trouble(value):
+        raise UsageError(
+            f"regex {_show(value)} has '[' or a doubled -, &, ~ or | inside a [...] set, which "
+            "nginx's PCRE (POSIX classes like [[:alpha:]]) and Python read differently: write "
+            "the characters, e.g. [A-Za-z], and escape a literal one as \\["
+        )
     try:
         compiled = re.compile(value)
     except re.error as e:
@@ -287,7 +404,12 @@ def _refuse_catastrophic(value: str, compiled: re.Pattern[str]) -> None:
             if op is _parser.GROUPREF or op is _parser.GROUPREF_EXISTS:
                 raise UsageError(f"regex {_show(value)}: backreferences are not allowed")
             if op in repeats:
-                _lo, hi, sub = arg
+                lo, hi, sub = arg
+                if lo > MAX_COUNT or (hi != _parser.MAXREPEAT and hi > MAX_COUNT):
+                    raise UsageError(
+                        f"regex {_show(value)} repeats something more than {MAX_COUNT} times: "
+                        "use a shorter count or +"
+                    )
                 if inside_repeat and hi != 1:
                     raise UsageError(
                         f"regex {_show(value)} nests a repetition inside a repetition (like "
@@ -308,3 +430,32 @@ def _refuse_catastrophic(value: str, compiled: re.Pattern[str]) -> None:
                 walk(arg[-1], inside_repeat)
 
     walk(_parser.parse(value, compiled.flags), False)
+
+
+def _set_trouble(value: str) -> bool:
+    """Whether a ``[...]`` set holds an unescaped ``[`` or a doubled ``-``, ``&``, ``~`` or ``|``.
+
+    PCRE reads ``[:alpha:]``, ``[.x.]`` and ``[=x=]`` inside a set as POSIX classes, Python as
+    plain characters (and warns that nested sets and set operations may come): refused.
+    """
+    i, n, inside = 0, len(value), False
+    while i < n:
+        ch = value[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if not inside:
+            if ch == "[":
+                inside = True
+                i += 1
+                if value[i : i + 1] == "^":
+                    i += 1
+                if value[i : i + 1] == "]":
+                    i += 1  # a leading ] is a literal in both
+                continue
+        elif ch == "[" or (ch in "-&~|" and value[i + 1 : i + 2] == ch):
+            return True
+        elif ch == "]":
+            inside = False
+        i += 1
+    return False
