@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import getpass
 import http.client
+import importlib.util
 import ipaddress
 import itertools
 import os
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,13 @@ def path_of(target: str) -> str:
     return target.split("?", 1)[0]
 
 
-@functools.cache
+_NETWORKS = [(n.name, ipaddress.ip_network(c)) for n in NETS for c in (*n.v4, *n.v6)]
+
+
 def network_of(ip: str) -> str:
-    """The access or hosting network an address belongs to (\"\" if none of the table)."""
+    """The access or hosting network an address belongs to ("" if none of the table)."""
     addr = ipaddress.ip_address(ip)
-    for net in NETS:
-        if any(addr in ipaddress.ip_network(c) for c in (net.v6 if addr.version == 6 else net.v4)):
-            return net.name
-    return ""
+    return next((name for name, net in _NETWORKS if addr in net), "")
 
 
 def is_asset(target: str) -> bool:
@@ -361,35 +361,42 @@ def test_write_log_writes_one_label_per_line(tmp_path: Path) -> None:
     assert len(www) == len((tmp_path / "www.access.log").read_bytes().splitlines())
 
 
-def test_gen_scenario_prints_a_summary_and_refuses_bad_input_with_status_2(tmp_path: Path) -> None:
+def _gen_scenario_main() -> Callable[[list[str]], int]:
+    spec = importlib.util.spec_from_file_location(
+        "gen_scenario", ROOT / "bench" / "gen_scenario.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    main: Callable[[list[str]], int] = module.main
+    return main
+
+
+def test_gen_scenario_prints_a_summary_line(tmp_path: Path) -> None:
     script = str(ROOT / "bench" / "gen_scenario.py")
-    ok = subprocess.run(
-        [
-            sys.executable,
-            script,
-            "ipv6-rotate",
-            "--out",
-            str(tmp_path),
-            "--scale",
-            "0.01",
-            "--window",
-            "5m",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    args = ["ipv6-rotate", "--out", str(tmp_path), "--scale", "0.01", "--baseline", "5m"]
+    ok = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    assert (
-        "attack share" in ok.stdout
-        and "attack IPs" in ok.stdout
-        and "real-visitor IPs" in ok.stdout
-    )
+    (line,) = ok.stdout.splitlines()
+    assert "attack share" in line and "attack IPs" in line and "real-visitor IPs" in line
     assert (tmp_path / "access.log").stat().st_size > 0
-    for bad in (["nope"], ["quiet", "--scale", "-2"], ["quiet", "--window", "ten"]):
-        proc = subprocess.run(
-            [sys.executable, script, *bad, "--out", str(tmp_path)], capture_output=True, text=True
-        )
-        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert len((tmp_path / "labels.tsv").read_text().splitlines()) > 0
+
+
+@pytest.mark.parametrize(
+    "args", [["nope"], ["quiet", "--scale", "-2"], ["quiet", "--window", "ten"], ["quiet"]]
+)
+def test_gen_scenario_refuses_bad_input_in_one_line_with_status_2(
+    args: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = _gen_scenario_main()
+    out = [] if args == ["quiet"] else ["--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, *out])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.iterdir())
 
 
 # --- replay into a real nginx -------------------------------------------------------------

@@ -14,6 +14,8 @@ import json
 import random
 from functools import lru_cache
 
+from .core import pick
+
 _DAY = 86400.0
 _CHROME_131 = 1731369600.0  # 2024-11-12
 _FIREFOX_133 = 1732579200.0  # 2024-11-26
@@ -165,7 +167,7 @@ def browser_mix(epoch_day: int, kind: str = "general") -> tuple[tuple[str, ...],
 
 def pick_browser(rng: random.Random, epoch: float, kind: str = "general") -> str:
     uas, cum = browser_mix(int(epoch // _DAY), kind)
-    return rng.choices(uas, cum_weights=cum)[0]
+    return pick(rng, uas, cum)
 
 
 def is_mobile(ua: str) -> bool:

@@ -22,6 +22,7 @@ from . import agents
 from .core import LabeledRequest, arrivals, merge, ordered, wobble
 from .nets import BY_NAME, audience, hosting_audience, service_ips, v4_text
 from .paths import PROBES
+from .repos import repo_view
 from .sites import Site
 from .world import World
 
@@ -60,6 +61,8 @@ def _crawler(
             target = rng.choice(site.old_urls)
         elif r < 0.08 + p_gone and site.assets:
             target = rng.choice(site.assets)  # rendering: stylesheets and scripts
+        elif site.routes and rng.random() < 0.35:  # a forge's history is crawled too
+            target = repo_view(rng, rng.choice(("commit", "commit", "tree", "log", "blame")))
         else:
             target = rng.choice(pages)
             revalidate = rng.random() < 0.25

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from . import agents
 from .core import LabeledRequest, arrivals, cumulative, ordered, wobble, zipf
 from .nets import Audience, Net, audience, hosting_audience, v4_text
+from .paths import token
 from .repos import REPO_BY_SLUG
 from .sites import Site
 from .world import World
@@ -42,10 +43,11 @@ _ENTRY = (
     ("https://www.reddit.com/", 3), ("https://t.co/", 2), ("https://www.linkedin.com/", 1),
     ("android-app://com.google.android.gm/", 1), ("https://www.google.de/", 2),
     ("https://www.ecosia.org/", 1), ("https://forums.example.org/", 2),
-    ("https://www.example.org/", 2), ("https://lobste.rs/", 1),
+    ("https://l.facebook.com/", 1), ("https://www.example.org/", 2), ("https://lobste.rs/", 1),
 )  # fmt: skip
 _ENTRY_REFS = tuple(r for r, _ in _ENTRY)
 _ENTRY_CUM = cumulative(w for _, w in _ENTRY)
+_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
 @dataclass
@@ -90,6 +92,23 @@ def _target(site: Site, rng: random.Random, page: str) -> str:
             )
         )
     return page
+
+
+def _landing(rng: random.Random, target: str, referer: str) -> str:
+    """How a visitor's first URL really looks: tracking parameters added by the site that
+    linked it, now and then a link broken on the way (a 404 for a real visitor)."""
+    sep = "&" if "?" in target else "?"
+    r = rng.random()
+    if "facebook" in referer or "instagram" in referer:
+        return f"{target}{sep}fbclid=IwAR{token(rng, _B64, rng.randint(40, 60))}"
+    if r < 0.025:
+        campaign = rng.choice(("november", "release-1-4", "weekly", "black-friday"))
+        return f"{target}{sep}utm_source=newsletter&utm_medium=email&utm_campaign={campaign}"
+    if r < 0.035 and "google" in referer:
+        return f"{target}{sep}gclid={token(rng, _B64, 40)}"
+    if r < 0.042 and target != "/":
+        return target + rng.choice((")", ".", ",", "/", "%22", "%E2%80%A6"))  # copied from chat
+    return target
 
 
 def _next_page(site: Site, rng: random.Random, cum: list[float], current: str) -> str:
@@ -227,7 +246,7 @@ def browsers(
             if referer == site.url("/"):
                 referer = ""
             n = session_length(rng, CONTINUE[site.name])
-            target = _target(site, rng, entry)
+            target = _landing(rng, _target(site, rng, entry), referer)
             yield browse(world, site, rng, t, device, target, referer, "browser", pages=n)
 
     return ordered(episodes())

@@ -12,6 +12,7 @@ window.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import string
@@ -19,10 +20,10 @@ from collections.abc import Iterator
 
 from . import agents
 from .browsing import Device
-from .core import Density, LabeledRequest, Timeline, wobble
+from .core import Density, LabeledRequest, Timeline, pick, wobble
 from .nets import NETS, Net, audience, hosting_audience, proxy_audience, v4_text, v6_text
 from .paths import Dialect, token, word
-from .repos import REPOS
+from .repos import VIEWS, repo_view
 from .sites import Site
 from .world import World
 
@@ -82,7 +83,8 @@ def addresses(
     while len(out) < n:
         if rng.random() < p_residential:
             net, k = homes.household(rng)
-            v6 = bool(net.v6_blocks) and rng.random() < p_v6 / max(net.v6_share, 0.05)
+            # About 60 % of access networks' users have IPv6: this keeps the share near p_v6.
+            v6 = bool(net.v6_blocks) and rng.random() < min(1.0, 1.6 * p_v6)
             ip = world.net.address(net, k, rng.randrange(4), v6=v6)
         elif rng.random() < scattered:
             net, k = clouds.household(rng)
@@ -98,11 +100,17 @@ def addresses(
 def _counts(rng: random.Random, total: int, weights: list[float]) -> list[int]:
     """Requests per address (1, 2 … len(weights)) until ``total`` requests are placed."""
     sizes = list(range(1, len(weights) + 1))
-    out, placed = [], 0
+    cum = list(itertools.accumulate(weights))
+    mean = sum(s * w for s, w in zip(sizes, weights, strict=True)) / cum[-1]
+    out: list[int] = []
+    placed = 0
     while placed < total:
-        c = min(rng.choices(sizes, weights)[0], total - placed)
-        out.append(c)
-        placed += c
+        for c in rng.choices(sizes, cum_weights=cum, k=int((total - placed) / mean) + 1):
+            if placed >= total:
+                break
+            c = min(c, total - placed)
+            out.append(c)
+            placed += c
     return out
 
 
@@ -122,27 +130,32 @@ def _schedule(
     return events
 
 
-def _ua_source(rng: random.Random, world: World) -> list[tuple[str, float]]:
+class _Agents:
     """A flood kit's user-agent mix: real current browsers, a uniform pick over real versions,
     Chrome with full build numbers, outdated strings, libraries."""
-    kinds = ["browsers", "uniform", "full-chrome", "outdated", "libraries"]
-    weights = [rng.expovariate(1.0) * (3 if k == "browsers" else 1) for k in kinds]
-    for i in rng.sample(range(1, 5), rng.randint(0, 3)):
-        weights[i] = 0.0
-    return list(zip(kinds, weights, strict=True))
 
+    KINDS = ("browsers", "uniform", "full-chrome", "outdated", "libraries")
 
-def _pick_ua(rng: random.Random, world: World, mix: list[tuple[str, float]]) -> str:
-    kind = rng.choices([k for k, _ in mix], [w for _, w in mix])[0]
-    if kind == "browsers":
-        return agents.pick_browser(rng, world.epoch)
-    if kind == "uniform":
-        return rng.choice(agents.browser_mix(int(world.epoch // 86400))[0])
-    if kind == "full-chrome":
-        return agents.full_chrome(rng, rng.randint(90, agents.chrome_major(world.epoch)))
-    if kind == "outdated":
-        return rng.choice(agents.OUTDATED)
-    return rng.choice((*agents.CLI[5:], ""))
+    def __init__(self, rng: random.Random, world: World) -> None:
+        weights = [rng.expovariate(1.0) * (3 if k == "browsers" else 1) for k in self.KINDS]
+        for i in rng.sample(range(1, 5), rng.randint(0, 3)):
+            weights[i] = 0.0
+        self.cum = list(itertools.accumulate(weights))
+        self.epoch = world.epoch
+        self.catalog = agents.browser_mix(int(world.epoch // 86400))[0]
+        self.current = agents.chrome_major(world.epoch)
+
+    def pick(self, rng: random.Random) -> str:
+        kind = pick(rng, self.KINDS, self.cum)
+        if kind == "browsers":
+            return agents.pick_browser(rng, self.epoch)
+        if kind == "uniform":
+            return rng.choice(self.catalog)
+        if kind == "full-chrome":
+            return agents.full_chrome(rng, rng.randint(90, self.current))
+        if kind == "outdated":
+            return rng.choice(agents.OUTDATED)
+        return rng.choice((*agents.CLI[5:], ""))
 
 
 def _fake_referers(rng: random.Random, site: Site) -> tuple[float, list[str]]:
@@ -177,42 +190,27 @@ def low_and_slow(world: World, site: Site) -> Iterator[LabeledRequest]:
     ips = addresses(
         world, rng, len(counts), p_residential=rng.uniform(0.55, 0.92), p_v6=rng.uniform(0.03, 0.15)
     )
-    mix = _ua_source(rng, world)
+    uas = _Agents(rng, world)
     stable = rng.choice((1.0, 0.85, 0.3))
-    ip_ua = [_pick_ua(rng, world, mix) for _ in ips]
+    ip_ua = [uas.pick(rng) for _ in ips]
     dialect = Dialect(rng, _dirs(site))
     p_none, fakes = _fake_referers(rng, site)
     p_head, p_post = rng.choice((0.0, 0.0, 0.02, 0.1)), rng.choice((0.0, 0.0, 0.01, 0.05))
     density = profile(rng, tl)
     span = rng.choice((20.0, 60.0, 180.0, 600.0))
     for t, i in _schedule(rng, density, counts, span, tl.end):
-        ua = ip_ua[i] if rng.random() < stable else _pick_ua(rng, world, mix)
+        ua = ip_ua[i] if rng.random() < stable else uas.pick(rng)
         referer = "" if rng.random() < p_none else rng.choice(fakes)
         r = rng.random()
         method = "HEAD" if r < p_head else "POST" if r < p_head + p_post else "GET"
-        path = _missing(rng, site, dialect)
-        yield world.request(t, site, ips[i], method, path, ua, referer, "low-and-slow", attack=True)
-
-
-_VIEWS = ("commit", "diff", "tree", "blame", "raw", "log", "compare")
-
-
-def repo_view(rng: random.Random, view: str) -> str:
-    """A valid, expensive view of a random commit and file of one of the forge's repositories."""
-    repo = rng.choices(REPOS, [len(r.commits) ** 0.7 for r in REPOS])[0]
-    s, h, path = repo.slug, rng.choice(repo.commits), rng.choice(repo.paths)
-    if view == "commit":
-        return f"/{s}/commit/{h}"
-    if view == "diff":
-        return f"/{s}/commit/{h}.{rng.choice(('diff', 'patch'))}"
-    if view == "tree":
-        folder = path.rsplit("/", 1)[0] if "/" in path and rng.random() < 0.4 else path
-        return f"/{s}/src/commit/{h}/{folder}" if rng.random() < 0.9 else f"/{s}/src/commit/{h}"
-    if view in ("blame", "raw"):
-        return f"/{s}/{view}/commit/{h}/{path}"
-    if view == "log":
-        return f"/{s}/commits/commit/{h}/{path}"
-    return f"/{s}/compare/{h}...{rng.choice(repo.commits)}"
+        req = world.request(
+            t, site, ips[i], method, dialect.path(rng), ua, referer, "low-and-slow", attack=True
+        )
+        while req.status != 404:  # a made-up path that happens to exist is not this flood's
+            req = world.request(
+                t, site, ips[i], method, dialect.path(rng), ua, referer, "low-and-slow", attack=True
+            )
+        yield req
 
 
 _VIEW_QUERIES = (
@@ -247,10 +245,10 @@ def ai_crawler(world: World, site: Site) -> Iterator[LabeledRequest]:
     )
     kind = rng.choice(("general", "tech"))
     ip_ua = [agents.pick_browser(rng, world.epoch, kind) for _ in ips]
-    view_weights = [rng.uniform(0.2, 1.0) for _ in _VIEWS]
+    view_weights = [rng.uniform(0.2, 1.0) for _ in VIEWS]
     p_query = rng.choice((0.0, 0.05, 0.15))
     for t, i in _schedule(rng, profile(rng, tl), counts, rng.choice((5.0, 30.0, 120.0)), tl.end):
-        target = repo_view(rng, rng.choices(_VIEWS, view_weights)[0])
+        target = repo_view(rng, rng.choices(VIEWS, view_weights)[0])
         if rng.random() < p_query:
             target += rng.choice(_VIEW_QUERIES)
         yield world.request(t, site, ips[i], "GET", target, ip_ua[i], "", "ai-crawler", attack=True)

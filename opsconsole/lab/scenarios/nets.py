@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from .core import cumulative, mix, name_hash, unit
+from .core import cumulative, mix, name_hash, pick, unit
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ class Audience:
         self.cum = cumulative(weights)
 
     def pick(self, rng: random.Random) -> Net:
-        return rng.choices(self.nets, cum_weights=self.cum)[0]
+        return pick(rng, self.nets, self.cum)
 
     def household(self, rng: random.Random) -> tuple[Net, int]:
         return self.pick(rng), rng.getrandbits(40)

@@ -10,8 +10,11 @@ pages, leaked secrets, CVE exploit URLs), with the method they use.
 
 from __future__ import annotations
 
+import itertools
 import random
 import string
+
+from .core import pick
 
 _HEX = "0123456789abcdef"
 _ALNUM = string.ascii_lowercase + string.digits
@@ -31,9 +34,13 @@ def token(rng: random.Random, alphabet: str, n: int) -> str:
     return "".join(rng.choices(alphabet, k=n))
 
 
+_SYLLABLES = [c + v for c in _CONSONANTS for v in _VOWELS]
+
+
 def word(rng: random.Random, lo: int = 3, hi: int = 9) -> str:
+    """A pronounceable made-up word of ``lo`` to ``hi`` letters."""
     n = rng.randint(lo, hi)
-    return "".join(rng.choice(_CONSONANTS if i % 2 == 0 else _VOWELS) for i in range(n))
+    return "".join(rng.choices(_SYLLABLES, k=(n + 1) // 2))[:n]
 
 
 class Dialect:
@@ -42,7 +49,7 @@ class Dialect:
     def __init__(self, rng: random.Random, dirs: tuple[str, ...]) -> None:
         k = rng.choice((1, 2, 2, 3, 3, 4, 5))
         self.shapes = rng.sample(SHAPES, k)
-        self.weights = [rng.uniform(0.2, 1.0) for _ in self.shapes]
+        self.cum = list(itertools.accumulate(rng.uniform(0.2, 1.0) for _ in self.shapes))
         self.lengths = {}
         for shape in self.shapes:
             lo = rng.randint(5, 16)
@@ -77,7 +84,7 @@ class Dialect:
         return token(rng, _ALNUM, n)
 
     def path(self, rng: random.Random) -> str:
-        shape = rng.choices(self.shapes, self.weights)[0]
+        shape = pick(rng, self.shapes, self.cum)
         if shape == "nested":
             inner = [s for s in self.shapes if s not in ("nested", "dated", "dirlike")] or ["alnum"]
             segs = [self._segment(rng, rng.choice(inner)) for _ in range(rng.randint(2, 4))]

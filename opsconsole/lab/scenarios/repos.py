@@ -10,6 +10,7 @@ and the commit's index, so a crawler's "random" commit is a commit the forge has
 from __future__ import annotations
 
 import hashlib
+import random
 from dataclasses import dataclass
 from functools import cache
 
@@ -251,3 +252,24 @@ def wheels() -> dict[str, tuple[str, ...]]:
             files.append(f"/packages/{h[:2]}/{h[2:4]}/{h[4:64]}/{dist}-{ver}-{tag}.whl")
         out[name] = tuple(files)
     return out
+
+
+VIEWS = ("commit", "diff", "tree", "blame", "raw", "log", "compare")
+
+
+def repo_view(rng: random.Random, view: str) -> str:
+    """A valid, expensive view of a random commit and file of one of the forge's repositories."""
+    repo = rng.choices(REPOS, [len(r.commits) ** 0.7 for r in REPOS])[0]
+    s, h, path = repo.slug, rng.choice(repo.commits), rng.choice(repo.paths)
+    if view == "commit":
+        return f"/{s}/commit/{h}"
+    if view == "diff":
+        return f"/{s}/commit/{h}.{rng.choice(('diff', 'patch'))}"
+    if view == "tree":
+        folder = path.rsplit("/", 1)[0] if "/" in path and rng.random() < 0.4 else path
+        return f"/{s}/src/commit/{h}/{folder}" if rng.random() < 0.9 else f"/{s}/src/commit/{h}"
+    if view in ("blame", "raw"):
+        return f"/{s}/{view}/commit/{h}/{path}"
+    if view == "log":
+        return f"/{s}/commits/commit/{h}/{path}"
+    return f"/{s}/compare/{h}...{rng.choice(repo.commits)}"
