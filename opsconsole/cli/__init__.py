@@ -14,12 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .running import Interrupted, early_interrupts, sync_interrupts
-
-early_interrupts()  # before the heavy imports below: Ctrl-C now ends the start-up quietly
-
-from .. import __version__  # noqa: E402
-from ..errors import OpsConsoleError  # noqa: E402
+from .. import __version__
+from ..errors import OpsConsoleError
+from .running import Interrupted, sync_interrupts
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = ("stats", "check", "lab", "demo", "setup", "controls", "act", "audit")

@@ -44,12 +44,6 @@ def _exit_now(status: int, quiet: bool) -> None:
     os._exit(status)
 
 
-def early_interrupts() -> None:
-    """Until a command takes over: Ctrl-C ends the process at once, quietly but for one line
-    (nothing has been started yet that would need stopping).  Called first thing on start."""
-    signal.signal(signal.SIGINT, lambda signum, frame: _exit_now(130, False))
-
-
 def sync_interrupts() -> None:
     """For commands without an event loop: Ctrl-C raises KeyboardInterrupt, so their
     ``finally`` blocks (e.g. stopping a half-started lab) run; the CLI frame prints one line."""

@@ -21,13 +21,25 @@ INTRO = (
 )
 
 
+WIDGET_KEYS: tuple[tuple[str, str, str], ...] = (
+    ("everywhere", "ctrl+p", "command palette: every action, every service, the theme"),
+    ("everywhere", "ctrl+q", "quit at once"),
+    ("tables", "↑ ↓ pgup pgdn home end", "move the selection"),
+    ("service", "tab / shift+tab", "next / previous table"),
+    ("forms", "tab, enter", "next field; enter previews the change"),
+)
+"""Keys that widgets handle themselves (not screen bindings), so the help lists them too."""
+
+
 def all_bindings() -> list[tuple[str, Binding]]:
     from ..app import OpsConsoleApp
     from .action import ActionModal
     from .audit import AuditScreen
     from .controls import ControlsModal
     from .fleet import FleetScreen
+    from .forms import FormModal
     from .limit import LimitModal
+    from .quit import QuitModal
     from .service import ServiceScreen
 
     out = []
@@ -37,6 +49,8 @@ def all_bindings() -> list[tuple[str, Binding]]:
         ("service", ServiceScreen),
         ("action dialog", ActionModal),
         ("rate-limit form", LimitModal),
+        ("block, filter, maintenance forms", FormModal),
+        ("quit question", QuitModal),
         ("controls list", ControlsModal),
         ("audit", AuditScreen),
         ("help", HelpScreen),
@@ -69,7 +83,11 @@ class HelpScreen(Screen[None]):
             shown = ", ".join(
                 self.app.get_key_display(Binding(k.strip(), b.action)) for k in keys.split(",")
             )
-            table.add_row(where, Text(shown, "bold"), b.description or b.action, b.id or "")
+            table.add_row(
+                Text(where), Text(shown, "bold"), Text(b.description or b.action), Text(b.id or "")
+            )
+        for where, keys, does in WIDGET_KEYS:
+            table.add_row(Text(where), Text(keys, "bold"), Text(does), Text(""))
         table.focus()
 
     def action_back(self) -> None:
