@@ -5,10 +5,9 @@ that never imports Textual; ``opsconsole.cli`` and ``opsconsole.ui`` are two thi
 its session layer (DESIGN §2).
 """
 
+import _signal  # type: ignore[import-not-found]  # C module: `signal` imports enum, slowly
 import os as _os
 import sys as _sys
-
-import _signal  # the C module: `signal` would import enum first, slowly
 
 __version__ = "0.1.0"
 
