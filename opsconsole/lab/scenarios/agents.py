@@ -141,6 +141,35 @@ _FAMILIES = {
         "firefox-android": 0.7, "instagram-ios": 4,
     },
 }  # fmt: skip
+_LONG_TAIL = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 15_8_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/15.6.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 16_7_10 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/16.6 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; WOW64; Trident/7.0; rv:11.0) like Gecko",
+    "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/109.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (SMART-TV; Linux; Tizen 6.0) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/4.0 Chrome/76.0.3809.146 TV Safari/537.36",
+    "Mozilla/5.0 (PlayStation; PlayStation 5/2.26) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "Mozilla/5.0 (X11; Linux aarch64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    "Mozilla/5.0 (Linux; U; Android 10; en-US; RMX2185 Build/QP1A.190711.020) AppleWebKit/534.30 "
+    "(KHTML, like Gecko) Version/4.0 UCBrowser/13.4.0.1306 Mobile Safari/534.30",
+    "Mozilla/5.0 (Linux; Android 9; SM-J530F) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/126.0.6478.122 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 "
+    "Safari/537.36 Vivaldi/7.0.3495.18",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 YaBrowser/24.6.0.0 Safari/537.36",
+    "Lynx/2.9.0dev.12 libwww-FM/2.14 SSL-MM/1.4.1 GNUTLS/3.7.8",
+    "w3m/0.5.3+git20230121",
+)
+"""Real people with odd browsers: phones and Macs stuck on old systems, IE11 in offices, smart
+TVs, consoles, text browsers.  Together a few percent of visits, as on any real site."""
+_TAIL_SHARE = {"general": 2.5, "tech": 3.5, "social": 1.5}
+
 _BEHIND = (55.0, 24.0, 8.0, 4.0, 2.5, 1.8, 1.2, 0.9, 0.7, 0.5, 0.4, 0.3)
 """How many users run the current release, one behind, two behind … (auto-update lag)."""
 
@@ -157,6 +186,12 @@ def browser_mix(epoch_day: int, kind: str = "general") -> tuple[tuple[str, ...],
                 break
             ua = _build(family, epoch, behind)
             weights[ua] = weights.get(ua, 0.0) + share * lag
+    total = sum(weights.values())
+    tail = total * _TAIL_SHARE[kind] / 100 / len(_LONG_TAIL)
+    for ua in _LONG_TAIL:
+        if kind != "tech" and ua.startswith(("Lynx", "w3m")):
+            continue
+        weights[ua] = weights.get(ua, 0.0) + tail
     uas = tuple(weights)
     cum, total = [], 0.0
     for ua in uas:

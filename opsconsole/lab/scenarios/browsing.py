@@ -215,7 +215,8 @@ def browsers(
     regulars = _regulars(world, site, rng, aud)
     for device in extra or ():
         regulars.append(Household(aud.nets[0], 0, [device]))
-    activity = zipf(len(regulars), 0.9)
+    # Some regulars come back often (a forum's daily readers), most once or twice an hour.
+    activity = cumulative(rng.lognormvariate(0, 0.8) for _ in regulars)
     vpn_aud = hosting_audience(rng, providers=4)
     vpn_exits = [v4_text(world.net.v4(*vpn_aud.household(rng))) for _ in range(rng.randint(5, 14))]
     tl = world.time

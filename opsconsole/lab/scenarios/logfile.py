@@ -93,14 +93,19 @@ class Summary:
             self.real_ips.add(req.client_ip)
 
     def attack_prefixes(self) -> str:
-        """How concentrated the attack's addresses are: distinct /24s (IPv4), /48s (IPv6)."""
-        v4 = {ip.rsplit(".", 1)[0] for ip in self.attack_ips if ":" not in ip}
-        v6 = {
-            ipaddress.IPv6Network((int(ipaddress.IPv6Address(ip)) >> 80 << 80, 48))
-            for ip in self.attack_ips
-            if ":" in ip
-        }
-        return f"{len(v4)} /24s, {len(v6)} /48s"
+        """How concentrated the attack's addresses are: distinct /16s and /24s (IPv4), /32s
+        and /48s (IPv6)."""
+        v4 = [ip for ip in self.attack_ips if ":" not in ip]
+        v6 = [int(ipaddress.IPv6Address(ip)) for ip in self.attack_ips if ":" in ip]
+        n16, n24 = (
+            len({ip.rsplit(".", 2)[0] for ip in v4}),
+            len({ip.rsplit(".", 1)[0] for ip in v4}),
+        )
+        n32, n48 = len({a >> 96 for a in v6}), len({a >> 80 for a in v6})
+        return (
+            f"{len(v4)} IPv4 in {n16} /16s and {n24} /24s, "
+            f"{len(v6)} IPv6 in {n32} /32s and {n48} /48s"
+        )
 
     def line(self) -> str:
         share = self.attack_requests / self.requests if self.requests else 0.0
@@ -110,7 +115,7 @@ class Summary:
             f"({self.attack_requests}), {len(self.attack_ips)} attack IPs"
         )
         if self.attack_ips:
-            text += f" in {self.attack_prefixes()}"
+            text += f" ({self.attack_prefixes()})"
         return text + f", {len(self.real_ips)} real-visitor IPs"
 
 
