@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from ...stats.snapshot import TopEntry
+from ...text import shown
 from ..palette import Palette
 from ..rows import COLUMNS, KEEP_ORDER, ServiceRow
 
@@ -137,7 +138,7 @@ class TopTable(DataTable[Text]):
         for i, e in enumerate(entries):
             share = f"{e.requests / total * 100:.1f}%" if total else "-"
             cells = [
-                Text(_shorten(e.key, width) or "(empty)", no_wrap=True),
+                Text(shown(e.key, min(width, KEY_WIDTH)) or "(empty)", no_wrap=True),
                 Text(str(e.requests), justify="right"),
                 Text(share, justify="right"),
             ]
@@ -168,8 +169,3 @@ class TopTable(DataTable[Text]):
 
 KEY_WIDTH = 44
 """Longer keys (user agents, paths) are cut in the table; actions use the whole key."""
-
-
-def _shorten(key: str, width: int = KEY_WIDTH) -> str:
-    width = min(width, KEY_WIDTH)
-    return key if len(key) <= width else key[: width - 1] + "…"
