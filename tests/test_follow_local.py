@@ -241,7 +241,7 @@ async def test_cancelling_the_reader_stops_the_follower_and_its_tail(tmp_path: P
 
 def ended(proc: psutil.Process) -> bool:
     try:
-        return proc.status() == psutil.STATUS_ZOMBIE  # exited; asyncio reaps it
+        return bool(proc.status() == psutil.STATUS_ZOMBIE)  # exited; asyncio reaps it
     except psutil.NoSuchProcess:
         return True
 

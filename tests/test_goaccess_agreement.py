@@ -6,13 +6,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from opsconsole.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def goaccess_report(log: Path, out: Path) -> dict:
+def goaccess_report(log: Path, out: Path) -> dict[str, Any]:
     subprocess.run(
         [
             "goaccess",
@@ -29,10 +32,11 @@ def goaccess_report(log: Path, out: Path) -> dict:
         stdout=subprocess.DEVNULL,
         timeout=300,
     )
-    return json.loads(out.read_text())
+    report: dict[str, Any] = json.loads(out.read_text())
+    return report
 
 
-def goaccess_status(report: dict) -> dict[str, int]:
+def goaccess_status(report: dict[str, Any]) -> dict[str, int]:
     codes: dict[str, int] = {}
     for group in report["status_codes"]["data"]:
         for item in group["items"]:
@@ -40,7 +44,7 @@ def goaccess_status(report: dict) -> dict[str, int]:
     return codes
 
 
-def assert_agrees(ours: dict, report: dict) -> None:
+def assert_agrees(ours: dict[str, Any], report: dict[str, Any]) -> None:
     assert ours["requests"] == report["general"]["valid_requests"]
     assert ours["status"] == goaccess_status(report)
     hosts = {h["data"]: h["hits"]["count"] for h in report["hosts"]["data"]}
@@ -52,7 +56,7 @@ def assert_agrees(ours: dict, report: dict) -> None:
     assert [n for _, n in ours_top] == theirs
 
 
-def run_stats(config: Path, service: str) -> dict:
+def run_stats(config: Path, service: str) -> dict[str, Any]:
     proc = subprocess.run(
         [
             sys.executable,
@@ -71,7 +75,8 @@ def run_stats(config: Path, service: str) -> dict:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
 
 
 def test_a_generated_flood_log_read_through_real_tail_agrees_with_goaccess(tmp_path: Path) -> None:
@@ -99,7 +104,7 @@ def test_a_generated_flood_log_read_through_real_tail_agrees_with_goaccess(tmp_p
 
 
 @pytest.mark.lab
-def test_an_nginx_written_log_read_over_ssh_agrees_with_goaccess(lab, tmp_path: Path) -> None:
+def test_an_nginx_written_log_read_over_ssh_agrees_with_goaccess(lab: Lab, tmp_path: Path) -> None:
     from opsconsole.lab.traffic import send
 
     url = lab.url("shop", "web1")

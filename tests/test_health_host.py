@@ -345,7 +345,8 @@ def test_a_psutil_too_old_for_a_call_falls_back_to_proc_for_that_metric(
             return getattr(psutil, name)
 
         def process_iter(self) -> Iterator[psutil.Process]:
-            return psutil.process_iter()
+            processes: Iterator[psutil.Process] = psutil.process_iter()
+            return processes
 
     monkeypatch.setattr(hostprobe, "_import_psutil", OldPsutil)
     data = hostprobe.collect({"cpu_sample": 0.01, "nginx": [{"prefix": "/none", "conf": None}]})

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from opsconsole.config import parse_config
+from opsconsole.config import Config, parse_config
 from opsconsole.controls import (
     ApplyReport,
     ControlsReport,
@@ -40,7 +40,7 @@ SERVICES = {"www": ["web1", "web2"], "shop": ["web1"], "forums": ["web2"], "repo
 THEMES = [t.name for t in shipped_themes()]
 
 
-def fake_config(read_only: bool = False, theme: str = "opsconsole-dark") -> Any:
+def fake_config(read_only: bool = False, theme: str = "opsconsole-dark") -> Config:
     data = {
         "console": {"theme": theme, "operator": "alice@console", "read_only": read_only},
         "servers": {
@@ -164,9 +164,7 @@ class FakeSource:
     def feeds(self, service: str) -> dict[str, ServerFeed]:
         feeds = {s: ServerFeed(FeedState.FOLLOWING) for s in SERVICES[service]}
         if service == "forums":
-            feeds["web2"] = ServerFeed(
-                FeedState.FAILED, "no such file: /var/log/nginx/forums.log"
-            )
+            feeds["web2"] = ServerFeed(FeedState.FAILED, "no such file: /var/log/nginx/forums.log")
         return feeds
 
     def links(self) -> dict[str, ServerStatus]:
@@ -225,7 +223,8 @@ class FakeSource:
                 "reason": "nginx -t refused the new configuration: pcre2_compile() failed",
             }
         )
-        return [e for e in events if services is None or e["service"] in services]
+        wanted = None if services is None else set(services)
+        return [e for e in events if wanted is None or str(e["service"]) in wanted]
 
     async def timeline(
         self, services: Iterable[str] | None = None, *, max_bytes: int | None = None

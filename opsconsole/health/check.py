@@ -6,7 +6,7 @@ its own: an unreachable server, a missing ``python3`` or a URL answering garbage
 item's error and verdict, and the rest of the round completes.  Transports come from any object
 with ``async get(name) -> Transport`` (the connection pool; a dict-backed stub in tests).
 
-Imports: the standard library, httpx (only for the client type), :mod:`opsconsole.config`,
+Imports: the standard library, :mod:`opsconsole.config`,
 :mod:`opsconsole.transport.base` and this package.
 """
 
@@ -16,12 +16,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-import httpx
-
 from ..config import Config, ServerConfig, ServiceConfig
 from ..transport.base import Transport, TransportError
 from .host import HostProbeError, probe_params, read_host
-from .http import make_client, probe_url
+from .http import Client, make_client, probe_url
 from .local import console_metrics
 from .report import FleetHealth, HostMetrics, ServerHealth, ServiceHealth
 from .verdict import judge_server, judge_service
@@ -84,7 +82,7 @@ async def check_server(
 
 
 async def check_service(
-    config: Config, service: ServiceConfig, client: httpx.AsyncClient
+    config: Config, service: ServiceConfig, client: Client
 ) -> ServiceHealth:
     """Probe the service's URL once and judge the answer.  Never raises."""
     if service.url is None:
@@ -110,7 +108,7 @@ async def check_fleet(
     source: TransportSource,
     *,
     on_progress: Progress | None = None,
-    client: httpx.AsyncClient | None = None,
+    client: Client | None = None,
     max_parallel: int = 32,
 ) -> FleetHealth:
     """Check every server and service once, in parallel, and return the snapshot."""
@@ -135,7 +133,7 @@ async def check_fleet(
         tick(server.name)
         return result
 
-    async def service_item(service: ServiceConfig, http: httpx.AsyncClient) -> ServiceHealth:
+    async def service_item(service: ServiceConfig, http: Client) -> ServiceHealth:
         async with gate:
             result = await check_service(config, service, http)
         tick(service.name)

@@ -180,9 +180,9 @@ def master_matches(cmdline: str, target: Dict[str, Any]) -> bool:
     prefix = target.get("prefix")
     conf = target.get("conf")
     if prefix:
-        return options.get("-p", "").rstrip("/") == prefix.rstrip("/")
+        return bool(options.get("-p", "").rstrip("/") == prefix.rstrip("/"))
     if conf and conf.startswith("/"):
-        return options.get("-c") == conf
+        return bool(options.get("-c") == conf)
     return True
 
 

@@ -27,6 +27,10 @@ from .report import HttpResult
 USER_AGENT = f"opsconsole-health/{__version__}"
 
 
+Client = httpx.AsyncClient
+"""The HTTP client type, for modules that pass one along (httpx enters through this module)."""
+
+
 def make_client(*, verify: ssl.SSLContext | None = None) -> httpx.AsyncClient:
     """A client for many probes: no connection kept between probes, certificates verified
     against ``verify`` or else the system's trust store (as curl does: the CAs a sysadmin

@@ -6,7 +6,7 @@ flight, and a slow host never delays the others.  Each result goes to ``on_updat
 it as a message) and into :meth:`HealthMonitor.snapshot`.  :meth:`HealthMonitor.refresh` asks for
 a probe now ("r" in the TUI) without breaking the one-in-flight rule.
 
-Imports: the standard library, httpx (client type only), :mod:`opsconsole.config` and this
+Imports: the standard library, :mod:`opsconsole.config` and this
 package.  Never Textual: the UI subscribes with a plain callback.
 """
 
@@ -17,11 +17,9 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from ..config import Config
 from .check import TransportSource, check_server, check_service
-from .http import make_client
+from .http import Client, make_client
 from .local import console_metrics
 from .report import FleetHealth, HostMetrics, ServerHealth, ServiceHealth, Status
 
@@ -42,7 +40,7 @@ class HealthMonitor:
         *,
         interval: float | None = None,
         on_update: Callable[[HealthUpdate], None] | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: Client | None = None,
     ) -> None:
         self.config = config
         self.source = source
@@ -134,7 +132,7 @@ class HealthMonitor:
 
         return probe
 
-    def _service_probe(self, name: str, client: httpx.AsyncClient) -> Callable[[], Awaitable[None]]:
+    def _service_probe(self, name: str, client: Client) -> Callable[[], Awaitable[None]]:
         service = self.config.services[name]
 
         async def probe() -> None:
