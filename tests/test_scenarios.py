@@ -9,6 +9,7 @@ sites plus :func:`lab_requirements`, and checks that it answers and logs what th
 
 from __future__ import annotations
 
+import ast
 import functools
 import getpass
 import http.client
@@ -336,6 +337,24 @@ def test_statuses_are_the_sites_answers_real_pages_200_or_304_made_up_paths_404(
 def test_leaving_sites_out_leaves_the_other_sites_traffic_unchanged() -> None:
     alone = tuple(generate("quiet", seed=1, scale=SMALL, services=["www"]))
     assert alone == tuple(r for r in run("quiet") if r.service == "www")
+
+
+def test_the_scenario_modules_import_only_the_standard_library_and_the_labs_catalog() -> None:
+    package = ROOT / "opsconsole" / "lab" / "scenarios"
+    for module in package.glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 or node.module == "model", (module.name, node.module)
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = (
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
+                for name in names:
+                    top = (name or "").split(".")[0]
+                    assert top in sys.stdlib_module_names or top == "__future__", (
+                        module.name,
+                        name,
+                    )
 
 
 def test_bad_input_is_refused_with_a_clear_error() -> None:

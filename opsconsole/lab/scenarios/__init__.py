@@ -15,6 +15,14 @@ seed; nothing here opens a socket or starts a process.  Public API::
 
 Real-visitor classes present in every scenario (the ``actor`` of non-attack requests):
 :data:`REAL_ACTORS`.  An attack's requests carry the scenario's name as ``actor``.
+
+Replaying into the lab (live traffic): ``generate(name, start=time.time(), baseline=B, window=W,
+scale=small, services=lab_services)``; sleep until each ``req.time`` and send ``req.method`` and
+``req.target`` to the lab URL of ``req.service`` with :func:`replay_headers`.  Send the target
+byte for byte (``http.client``'s ``putrequest`` does; httpx normalises ``/../`` and quotes ``"``
+unless given ``extensions={"target": req.target.encode()}``), and serve
+:func:`lab_requirements` first, or the forge's views and the extra files answer 404.  Requests
+labeled 400 are rejected by nginx before ``realip`` runs: the lab logs them from 127.0.0.1.
 """
 
 from __future__ import annotations
