@@ -194,3 +194,27 @@ async def test_the_rate_limit_form_explains_bad_input_and_sends_nothing() -> Non
         await pilot.press("escape")
         await pilot.pause()
         assert source.applied == []
+
+
+async def test_at_80x24_the_urgent_columns_and_quit_and_help_stay_in_view() -> None:
+    from textual.widgets._footer import FooterKey
+
+    app = OpsConsoleApp(FakeSource())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, FleetScreen)
+        screen.tick()  # the controls have been read: the badges widen their column
+        await pilot.pause()
+        table = screen.query_one(FleetTable)
+        shown = [str(c.key.value) for c in table.columns.values()]
+        for key in ("service", "rps", "404", "health", "controls"):
+            assert key in shown, shown
+        assert "trend" not in shown  # the narrow, less urgent columns gave way first
+        assert table.virtual_size.width <= table.size.width  # nothing scrolls sideways
+        keys = {k.key: k for k in screen.query(FooterKey)}
+        for key in ("q", "question_mark"):
+            region = keys[key].region
+            assert region.width > 0 and region.right <= 80, (key, region)
+        strip = str(screen.query_one("#server-strip").render())
+        assert "web1 connected" in strip

@@ -103,8 +103,9 @@ class ServiceScreen(Screen[None]):
         feeds = app.source.feeds(self.service)
         info = Text()
         info.append(f"{self.service}  ", "bold")
-        info.append(f"{snap.rps:.0f} req/s now  ·  {snap.requests} requests in the last ")
-        info.append(f"{snap.span:.0f}s  ·  {snap.unique_ips} IPs")
+        span = f"the last {snap.span:.0f}s" if snap.span else "the window"
+        info.append(f"{snap.rps:.0f} req/s now  ·  {snap.requests} requests in {span}  ·  ")
+        info.append(f"{snap.unique_ips} IPs")
         if snap.estimated:
             info.append(" (estimated)", p["muted"])
         if snap.new_ips_per_s is not None:
