@@ -207,6 +207,7 @@ class ApplyReport:
             "ok": self.ok,
             "servers": {name: r.to_dict() for name, r in self.results.items()},
             "probe": self.probe,
+            "notes": self.notes,
         }
 
 
