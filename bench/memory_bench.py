@@ -3,8 +3,8 @@
     python bench/memory_bench.py [--ips 1000000] [--mode window|history]
 
 Feeds --ips lines, each from a different IPv4/IPv6 client with a random 404 path, into
-HistoryCounts / LiveWindow — in `window` mode all within one 60 s sliding window (the live console under a
-flood), in `history` mode as `stats --since all` — and prints the peak RSS of this process next
+LiveWindow (`window` mode: all within one 60 s sliding window, the live console under a flood)
+or HistoryCounts (`history` mode, as `stats --since all`), and prints the peak RSS of this process next
 to its RSS before the feed (the interpreter and modules), and the estimated vs true unique IPs.
 """
 
