@@ -4,8 +4,9 @@
 
 Feeds --ips lines, each from a different IPv4/IPv6 client with a random 404 path, into
 LiveWindow (`window` mode: all within one 60 s sliding window, the live console under a flood)
-or HistoryCounts (`history` mode, as `stats --since all`), and prints the peak RSS of this process next
-to its RSS before the feed (the interpreter and modules), and the estimated vs true unique IPs.
+or HistoryCounts (`history` mode, as `stats --since all`), and prints the peak RSS of this
+process next to its RSS before the feed (the interpreter and modules), and the estimated vs true
+unique IPs.
 """
 
 from __future__ import annotations

@@ -301,4 +301,3 @@ def render_preview(preview: ApplyReport, window: float | None) -> str:
                 f"{format_duration(DEFAULT_CONFIRM)}"
             )
     return "\n".join(lines)
-

@@ -81,9 +81,7 @@ async def check_server(
         return judge_server(server.name, limits, error=f"internal error: {type(e).__name__}: {e}")
 
 
-async def check_service(
-    config: Config, service: ServiceConfig, client: Client
-) -> ServiceHealth:
+async def check_service(config: Config, service: ServiceConfig, client: Client) -> ServiceHealth:
     """Probe the service's URL once and judge the answer.  Never raises."""
     if service.url is None:
         return judge_service(service.name, None, config.health, None)
