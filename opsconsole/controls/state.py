@@ -102,7 +102,7 @@ class Filter:
         added_by: str = "",
         added_at: str = "",
         *,
-        when: tuple[Condition, ...] | None = None,
+        when: Sequence[Condition] | None = None,
     ) -> None:
         if when is None:
             if field is None or pattern is None:
