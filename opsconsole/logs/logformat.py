@@ -36,7 +36,10 @@ COMBINED = (
 
 PREDEFINED = {"combined": COMBINED}
 
-FIELDS = ("client", "net", "time", "method", "path", "status", "agent", "host")
+FIELDS = ("client", "net", "time", "method", "path", "status", "agent", "host", "referer")
+OPTIONAL_FIELDS = frozenset({"referer"})
+"""Captured only when asked for (``compile_format(fmt, extra=...)``): the statistics do not need
+them, and the C accelerator reads exactly the default ``combined`` captures."""
 
 _CLIENT_VARS = {"remote_addr", "realip_remote_addr", "http_x_real_ip", "http_cf_connecting_ip"}
 _TIME_VARS = {"time_local": "local", "time_iso8601": "iso8601", "msec": "msec"}
@@ -46,6 +49,7 @@ _TEXT_FIELDS = {
     **dict.fromkeys(_PATH_VARS, "path"),
     "http_user_agent": "agent",
     **dict.fromkeys(_HOST_VARS, "host"),
+    "http_referer": "referer",
 }
 """Variables captured as plain text, and the field each one fills (the first one wins)."""
 _VAR = re.compile(r"\$(?:\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
@@ -93,9 +97,10 @@ def _until(delim: bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=64)
-def compile_format(fmt: str) -> LogFormat:
+def compile_format(fmt: str, extra: frozenset[str] = frozenset()) -> LogFormat:
     """Compile ``"combined"`` or an nginx log_format string.  Raises ValueError if unusable.
 
+    ``extra``: optional fields to capture too (``{"referer"}`` for the analysis of ``suggest``).
     Cached: each service's format is compiled once per process, however many pipelines, history
     reads and replays use it (the config loader's validation compiles it first)."""
     source = PREDEFINED.get(fmt.strip(), fmt)
@@ -154,7 +159,11 @@ def compile_format(fmt: str) -> LogFormat:
             parts.append(rb"([A-Za-z]*)" if not quoted else _quoted_body(True))
             groups["method"] = ngroups
             ngroups += 1
-        elif (field := _TEXT_FIELDS.get(name)) and field not in groups:
+        elif (
+            (field := _TEXT_FIELDS.get(name))
+            and field not in groups
+            and (field not in OPTIONAL_FIELDS or field in extra)
+        ):
             parts.append(_quoted_body(True) if quoted else b"(" + _until(nxt.encode()) + b")")
             groups[field] = ngroups
             ngroups += 1
