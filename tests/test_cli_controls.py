@@ -130,6 +130,12 @@ BAD_INPUT = [
     (["maintenance", "www", "on", "--message", "x" * 501], "at most 500 are allowed"),
     (["maintenance", "www", "on", "--message", "down\nnow"], "control character"),
     (["filter", "www", "--path", 'x"; include /etc/passwd; #'], "contains a double quote"),
+    (
+        ["filter", "www", "--path", "x", "--user-agent", "y", "--method", "GET", "--referer", "z"],
+        "one to three conditions",
+    ),
+    (["filter", "www"], "give one to three of --path"),
+    (["filter", "www", "--path", "^/x", "--referer", "a'b"], "contains a single quote"),
     (["filter", "www", "--path", "$(reboot)"], "'$' is only allowed as the end anchor"),
     (["filter", "www", "--user-agent", "`reboot`"], "contains a backtick"),
     (["filter", "www", "--path", "^/a\n}"], "control or non-ASCII character"),
@@ -226,7 +232,6 @@ def test_bad_input_through_the_real_entry_point(console: Console) -> None:
     [
         ["filter", "www", "--path", "x", "--action", "500"],
         ["maintenance", "www", "maybe"],
-        ["filter", "www", "--path", "x", "--method", "GET"],
         ["limit", "www", "5r/s", "--key", "asn"],
     ],
 )

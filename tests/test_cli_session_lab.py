@@ -156,3 +156,20 @@ def test_blocking_everyone_needs_everyone(lab: Lab, alice: Operator) -> None:
     assert "10.0.0.0/8" in out
     out = alice.ok("block", "www", "0.0.0.0/0", "--everyone", "--dry-run")
     assert "would change" in out
+
+
+def test_a_filter_of_three_conditions_refuses_only_what_matches_them_all(
+    lab: Lab, alice: Operator
+) -> None:
+    out = alice.ok(
+        "filter", "www", "--path", "^/api/", "--user-agent", "^curl/", "--referer", "^$",
+        "--reason", "scraper", "--yes",
+    )  # fmt: skip
+    assert "path ~ ^/api/ and user_agent ~ ^curl/ and referer ~ ^$" in out
+    url = lab.url("www")
+    assert send(url, path="/api/x", user_agent="curl/8.4.0") == [403]
+    assert send(url, path="/api/x", user_agent="curl/8.4.0", headers={"Referer": "x"}) == [404]
+    assert send(url, path="/api/x", user_agent="Mozilla/5.0") == [404]
+    assert send(url, path="/other", user_agent="curl/8.4.0") == [404]
+    state = alice.controls()["servers"]["web2"]["filters"][0]
+    assert [c["field"] for c in state["when"]] == ["path", "user_agent", "referer"]

@@ -151,21 +151,24 @@ def register(sub: Any) -> None:
     p = _parser(
         sub,
         "filter",
-        "refuse requests by path, user agent or method",
-        "Answer 403 (or close the connection: 444) to requests whose path, User-Agent or method "
-        "matches. Regexes are PCRE as nginx reads them, matched anywhere unless anchored (^…$); "
-        "'(?i)' at the start ignores case. Only a safe subset is accepted: no quotes, no "
-        "nested repetitions like (a+)+, no backreferences. The path is nginx's $uri: "
-        "decoded, without the query string.",
+        "refuse requests by path, user agent, method or referer (1-3 conditions, all must match)",
+        "Answer 403 (or close the connection: 444) to requests that match every condition "
+        "given (one to three of --path, --user-agent, --method, --referer). Regexes are PCRE "
+        "as nginx reads them, matched anywhere unless anchored (^…$); '(?i)' at the start "
+        "ignores case. Only a safe subset is accepted: no quotes, no nested repetitions like "
+        "(a+)+, no backreferences. The path is nginx's $uri: decoded, without the query "
+        "string; the referer is the header, empty when absent (--referer '^$': no referer).",
     )
-    what = p.add_mutually_exclusive_group(required=True)
+    what = p.add_argument_group("conditions (one to three; a request must match all)")
     what.add_argument("--path", metavar="RE", help="regex on the request path ($uri)")
     what.add_argument("--user-agent", metavar="RE", help="regex on the User-Agent header")
     what.add_argument("--method", metavar="M", help="an HTTP method, e.g. POST (exact match)")
+    what.add_argument("--referer", metavar="RE", help="regex on the Referer header")
     p.add_argument(
         "--exact",
         action="store_true",
-        help="match the whole value literally instead of as a regex",
+        help="match the path, user agent and referer literally (whole value) instead of as "
+        "regexes",
     )
     p.add_argument(
         "--action",
@@ -252,8 +255,19 @@ def register(sub: Any) -> None:
 
 
 def _filter_edit(a: argparse.Namespace) -> Edit:
-    for fld, value in (("path", a.path), ("user_agent", a.user_agent), ("method", a.method)):
-        if value is not None:
-            match = "exact" if a.exact or fld == "method" else "regex"
-            return edits.add_filter(fld, value, match=match, action=a.action, reason=a.reason)
-    raise UsageError("filter: give one of --path, --user-agent or --method")
+    given = [
+        (fld, value)
+        for fld, value in (
+            ("path", a.path),
+            ("user_agent", a.user_agent),
+            ("method", a.method),
+            ("referer", a.referer),
+        )
+        if value is not None
+    ]
+    if not given:
+        raise UsageError("filter: give one to three of --path, --user-agent, --method, --referer")
+    conditions = [
+        (fld, value, "exact" if a.exact or fld == "method" else "regex") for fld, value in given
+    ]
+    return edits.add_filter(conditions=conditions, action=a.action, reason=a.reason)

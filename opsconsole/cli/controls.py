@@ -20,6 +20,7 @@ from ..controls import ControlsReport
 from ..controls.state import ControlState, parse_utc
 from ..durations import format_duration
 from ..session import Session
+from ..text import shown
 from .acting import confirm_command
 from .running import run_async
 
@@ -97,8 +98,8 @@ def render_state(state: ControlState, now: datetime, indent: str = "  ") -> list
     for f in state.filters:
         why = f" — {f.reason}" if f.reason else ""
         lines.append(
-            f"{indent}  {f.id:<5} {f.field} {f.match} {f.pattern!r} -> {f.action}"
-            f"  ({f.added_by}, {f.added_at}){why}"
+            f"{indent}  {f.id:<5} {shown(f.describe())} -> {f.action}"
+            f"  ({f.added_by}, {f.added_at}){shown(why)}"
         )
     lines.append(f"{indent}blocks       {len(state.blocks) or 'none'}")
     for b in state.blocks[:MAX_LISTED]:

@@ -160,36 +160,35 @@ def unblock(targets: Sequence[str]) -> Edit:
 
 
 def add_filter(
-    field: str,
-    pattern: str,
+    field: str | None = None,
+    pattern: str | None = None,
     *,
     match: str | None = None,
     action: int | str = 403,
     reason: str = "",
+    conditions: Sequence[tuple[str, str, str | None]] | None = None,
 ) -> Edit:
-    """Filter requests whose ``field`` (path, user_agent, method) matches ``pattern``.
+    """Refuse requests that match every one of 1-3 conditions (AND, DESIGN §5).
 
-    ``match`` defaults to ``exact`` for methods and ``regex`` otherwise.
+    Either one ``field`` (path, user_agent, method, referer) with its ``pattern``, or
+    ``conditions`` as ``(field, pattern, match)`` triples.  ``match`` defaults to ``exact`` for
+    methods and ``regex`` otherwise.
     """
-    fld = validate.field(field)
-    kind = validate.match(match or ("exact" if fld == "method" else "regex"))
-    pat = validate.pattern(fld, kind, pattern)
+    if conditions is None:
+        if field is None or pattern is None:
+            raise UsageError("filter: give a field and a pattern, or conditions")
+        conditions = [(field, pattern, match)]
+    when = st.conditions(list(conditions))
     code = validate.action(action)
     why = validate.reason(reason)
 
     def change(state: st.ControlState, operator: str, now: datetime) -> st.ControlState:
         return st.add_filter(
-            state,
-            field_name=fld,
-            pattern=pat,
-            match=kind,
-            action=code,
-            reason=why,
-            by=operator,
-            at=st.utc_text(now),
+            state, when=when, action=code, reason=why, by=operator, at=st.utc_text(now)
         )
 
-    return Edit(f"filter {fld} {kind} {pat!r} -> {code}", change)
+    described = " and ".join(c.describe() for c in when)
+    return Edit(f"filter {described} -> {code}", change)
 
 
 def remove_filter(filter_id: str) -> Edit:

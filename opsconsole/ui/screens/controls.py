@@ -67,7 +67,7 @@ class ControlsModal(ModalScreen[None]):
             row("rate limit", f"{rl.rate} burst {rl.burst} per {rl.key}", "", "", "")
             self.undo.append(edits.limit(None))
         for f in st.filters:
-            value = f"{f.field} {f.match} {f.pattern!r} → {f.action}"
+            value = f"{f.describe()} → {f.action}"
             row(f"filter {f.id}", value, f.reason, f"{f.added_by} {f.added_at}", "")
             self.undo.append(edits.remove_filter(f.id))
         for b in st.blocks:
