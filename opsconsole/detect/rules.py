@@ -1,0 +1,186 @@
+"""Candidate rules, as nginx would enforce them, and their replay over a window and baseline.
+
+Used by :mod:`.analysis`.  A :class:`Rule` is one suggestion's rule in the shape of
+``suggest --json`` (DESIGN §7): a block of targets, a filter of one to three conditions (AND), or
+a rate limit.  Its :meth:`Rule.mask` says which of a table's requests nginx would refuse under
+it, computed once per distinct value with nginx's own matching (``$uri`` for paths, the
+unescaped headers, the validated regex dialect) and then gathered over every request.  Every
+pattern a rule carries is checked by the controls' validators before it is offered, so nothing
+in a log line reaches a rendered rule except through them.  Standard library, NumPy and the
+controls only.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..controls import validate
+from ..controls.ratelimit import RateLimiter, spread
+from ..errors import UsageError
+from .table import BoolArray, Table
+from .values import Agent, Referer, Target
+
+FIELD_FLAGS = {"path": "--path", "user_agent": "--user-agent", "method": "--method",
+               "referer": "--referer"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Condition:
+    field: str
+    """path, user_agent, method or referer."""
+    pattern: str
+    """A regex in the validated subset (an exact value is written as an anchored regex)."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "pattern": self.pattern}
+
+    def describe(self) -> str:
+        names = {"path": "path", "user_agent": "user agent", "method": "method",
+                 "referer": "referer"}  # fmt: skip
+        if self.field == "method":
+            return f"method {self.pattern}"
+        if self.field == "referer" and self.pattern == "^$":
+            return "no referer"
+        return f"{names[self.field]} ~ {self.pattern}"
+
+
+def exact(value: str) -> str:
+    """An exact value as an anchored regex (what the validators accept), or raise UsageError."""
+    return validate.regex("^" + re.escape(value) + "$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    """block, filter or limit."""
+    targets: tuple[str, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    rate: str | None = None
+    burst: int = 0
+    key: str = "ip"
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.kind == "block":
+            return {"targets": list(self.targets)}
+        if self.kind == "limit":
+            return {"rate": self.rate, "burst": self.burst, "key": self.key}
+        if len(self.conditions) == 1:
+            return self.conditions[0].to_dict()
+        return {"all": [c.to_dict() for c in self.conditions]}
+
+    def describe(self) -> str:
+        if self.kind == "block":
+            shown = ", ".join(self.targets[:3])
+            more = f" and {len(self.targets) - 3} more" if len(self.targets) > 3 else ""
+            return f"block {shown}{more}"
+        if self.kind == "limit":
+            per = "client address" if self.key == "ip" else "/24 (IPv6 /48)"
+            return f"limit each {per} to {self.rate}, burst {self.burst}"
+        return "refuse " + " and ".join(c.describe() for c in self.conditions)
+
+    def command(self, service: str, reason: str, config_arg: str | None = None) -> str:
+        """The command that applies it, runnable as printed (add ``--yes`` in a script)."""
+        where = f" --config {shlex.quote(config_arg)}" if config_arg else ""
+        head = f"opsconsole{where}"
+        why = f" --reason {shlex.quote(reason)}"
+        if self.kind == "block":
+            return f"{head} block {service} {' '.join(self.targets)}{why}"
+        if self.kind == "limit":
+            return f"{head} limit {service} {self.rate} --burst {self.burst} --key {self.key}"
+        args = " ".join(f"{FIELD_FLAGS[c.field]} {shlex.quote(c.pattern)}" for c in self.conditions)
+        return f"{head} filter {service} {args}{why}"
+
+
+@dataclass
+class Columns:
+    """A table's requests with the per-value facts the rules are matched on."""
+
+    table: Table
+    uri: list[bytes | None]
+    """``$uri`` of each distinct target (None: nginx refuses the request line itself)."""
+    targets: list[Target]
+    agents: list[Agent]
+    referers: list[Referer]
+    methods: list[bytes]
+    _cache: dict[tuple[str, str], BoolArray] = field(default_factory=dict)
+
+    def value_mask(self, cond: Condition) -> BoolArray:
+        """Which distinct values of the condition's field match it (cached)."""
+        key = (cond.field, cond.pattern)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        if cond.field == "method":
+            want = cond.pattern.encode()
+            hit = np.array([m == want for m in self.methods], dtype=bool)
+        else:
+            rx = re.compile(cond.pattern.encode())
+            search = rx.search
+            if cond.field == "path":
+                hit = np.array([u is not None and search(u) is not None for u in self.uri])
+            elif cond.field == "user_agent":
+                hit = np.array([search(a.text) is not None for a in self.agents], dtype=bool)
+            else:
+                hit = np.array([search(r.text) is not None for r in self.referers], dtype=bool)
+        self._cache[key] = hit.astype(bool)
+        return self._cache[key]
+
+    def column(self, field_name: str) -> np.ndarray[Any, Any]:
+        t = self.table
+        return {"path": t.target, "user_agent": t.agent, "method": t.method,
+                "referer": t.referer}[field_name]  # fmt: skip
+
+
+def filter_mask(cols: Columns, conditions: Sequence[Condition]) -> BoolArray:
+    mask: BoolArray | None = None
+    for c in conditions:
+        m = cols.value_mask(c)[cols.column(c.field)]
+        mask = m if mask is None else mask & m
+    assert mask is not None
+    # nginx answers a request line it cannot parse (400) before any filter sees it.
+    valid: BoolArray = np.array([u is not None for u in cols.uri], dtype=bool)[cols.table.target]
+    out: BoolArray = mask & valid
+    return out
+
+
+def block_mask(networks: Callable[[bytes], bool], cols: Columns) -> BoolArray:
+    per_client = np.array([networks(c) for c in cols.table.clients], dtype=bool)
+    return per_client[cols.table.client]
+
+
+def limit_mask(rule: Rule, cols: Columns, order: np.ndarray[Any, Any]) -> BoolArray:
+    """Requests ``limit_req`` would refuse, replayed in time order per window and baseline
+    (each starts with empty buckets).  Only keys that sent more than ``burst + 1`` requests in
+    some second can be refused, so the replay visits just those."""
+    t = cols.table
+    out = np.zeros(len(t), dtype=bool)
+    assert rule.rate is not None
+    limiter_for = {False: RateLimiter(rule.rate, rule.burst, rule.key),
+                   True: RateLimiter(rule.rate, rule.burst, rule.key)}  # fmt: skip
+    counts = np.bincount(t.client, minlength=len(t.clients))
+    busy = counts > rule.burst + 1
+    names = [c.decode("ascii", "replace") for c in t.clients]
+    visit = order[busy[t.client[order]]]
+    times = t.t[visit].tolist()
+    for i, ms in spread(zip(visit.tolist(), times, strict=True)):
+        limiter = limiter_for[bool(t.window[i])]
+        if not limiter.allow(names[t.client[i]], ms):
+            out[i] = True
+    return out
+
+
+def valid_conditions(conditions: Sequence[Condition]) -> bool:
+    """Whether the controls accept these conditions as a filter (never offer one they refuse)."""
+    try:
+        validate.conditions(
+            [(c.field, c.pattern, "exact" if c.field == "method" else "regex") for c in conditions]
+        )
+    except UsageError:
+        return False
+    return True

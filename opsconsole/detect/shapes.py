@@ -1,0 +1,188 @@
+"""Path candidates: exact paths far more common in the window, and the *shapes* of invented ones.
+
+A flood of random paths never repeats a path, so no exact path stops it; what repeats is how the
+flood invents them.  Each path the baseline never saw is reduced to its shape — the segments this
+site really has stay literal (``/blog/``), the others become a class and a length
+(``[0-9a-f]{12,31}``, a UUID, a slug of words, digits), a file extension stays — and paths of one
+shape become one regex: ``^/[0-9a-f]{12,31}\\.php$``.  Used by :mod:`.analysis`; every regex is
+checked by the controls' validators before it is offered.  Standard library and NumPy only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .rules import Condition, exact, valid_conditions
+from .values import runs_regex, segment_shape, split_ext
+
+if TYPE_CHECKING:
+    from .analysis import _Analyzer
+
+MAX_SHAPES = 24
+"""Shape regexes tried (the most frequent)."""
+MIN_SHAPE_PATHS = 5
+"""A shape must cover at least this many distinct window paths to be worth a rule."""
+
+
+def _known_segments(uris: list[bytes]) -> dict[int, set[bytes]]:
+    """Segments (by depth) this site has: seen in at least two distinct baseline paths."""
+    seen: dict[tuple[int, bytes], int] = Counter()
+    for uri in uris:
+        for depth, seg in enumerate(uri[1:].split(b"/")[:-1]):  # directories, not the leaf
+            seen[(depth, seg)] += 1
+    out: dict[int, set[bytes]] = defaultdict(set)
+    for (depth, seg), n in seen.items():
+        if n >= 2 and seg:
+            out[depth].add(seg)
+    return out
+
+
+def _key(uri: bytes, known: dict[int, set[bytes]]) -> tuple[tuple[str, bytes], ...] | None:
+    segs = uri[1:].split(b"/")
+    if len(segs) > 8:
+        return None
+    parts: list[tuple[str, bytes]] = []
+    for depth, seg in enumerate(segs):
+        last = depth == len(segs) - 1
+        if not seg:
+            parts.append(("empty", b""))
+            continue
+        if not last and seg in known.get(depth, ()):
+            parts.append(("lit", seg))
+            continue
+        name, ext = split_ext(seg) if last else (seg, b"")
+        parts.append((segment_shape(name) + ("+ext" if ext else ""), b""))
+    return tuple(parts)
+
+
+STRONG = frozenset({"hex", "HEX", "uuid"})
+"""Segment shapes no real site structure has: after one, the rest of a path is its tail."""
+_LITERAL_CLASS = rb"[A-Za-z0-9._~-]+"
+
+
+def _skeleton(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """The key with literal segments generalised and the tail after a strongly random segment
+    (a commit hash, a UUID) dropped: what views of many repositories or files share."""
+    out: list[tuple[str, bytes]] = []
+    for shape, _lit in key:
+        out.append(("lit*", b"") if shape == "lit" else (shape, b""))
+        base = shape.partition("+")[0]
+        strong = base in STRONG or (base.startswith("r:") and "H" in base.split(","))
+        if strong and len(out) < len(key):
+            out.append(("tail", b""))
+            break
+    return tuple(out)
+
+
+def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str | None:
+    """One regex for the paths of one shape, with the lengths they showed."""
+    pieces: list[bytes] = []
+    segs_of = [u[1:].split(b"/") for u in uris]
+    for depth, (shape, lit) in enumerate(key):
+        if shape == "tail":
+            pieces[-1] += rb"(/.*)?"
+            break
+        column = [s[depth] if depth < len(s) else b"" for s in segs_of]
+        if shape == "empty":
+            pieces.append(b"")
+            continue
+        if shape == "lit":
+            pieces.append(re.escape(lit))
+            continue
+        if shape == "lit*":
+            found = sorted(set(column))
+            if len(found) == 1:
+                pieces.append(re.escape(found[0]))
+            elif len(found) <= 6:
+                pieces.append(b"(" + b"|".join(re.escape(f) for f in found) + b")")
+            else:
+                pieces.append(_LITERAL_CLASS)
+            continue
+        base, _, has_ext = shape.partition("+")
+        names, exts = zip(*(split_ext(c) if has_ext else (c, b"") for c in column), strict=True)
+        if base == "other":
+            return None
+        if base.startswith("r:"):
+            body = runs_regex(base, list(names))
+            if has_ext:
+                found = sorted({e.lower() for e in exts})
+                alts = b"|".join(re.escape(e) for e in found)
+                body += b"(" + alts + b")" if len(found) > 1 else re.escape(found[0])
+            pieces.append(body)
+            continue
+        if base == "slug":
+            words = [n.count(b"-") + 1 for n in names]
+            lo, hi = min(words), max(words)
+            body = rb"[a-z]+" + rb"-[a-z]+" * (lo - 1) + rb"(-[a-z]+)?" * min(3, hi - lo + 1)
+        else:
+            from .values import segment_regex
+
+            lengths = [len(n) for n in names]
+            body = segment_regex(base, (min(lengths), max(lengths)))
+        if has_ext:
+            found = sorted({e.lower() for e in exts})
+            if len(found) > 6:
+                body += rb"\.[a-z]{2,6}"
+            else:
+                alts = b"|".join(re.escape(e) for e in found)
+                body += b"(" + alts + b")" if len(found) > 1 else re.escape(found[0])
+        pieces.append(body)
+    pattern = b"^/" + b"/".join(pieces) + b"$"
+    try:
+        return pattern.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
+    t, cols = a.t, a.cols
+    out: list[tuple[Condition, str]] = []
+    uri_ids: dict[bytes, int] = {}
+    uri_of_target = np.array(
+        [uri_ids.setdefault(u, len(uri_ids)) if u is not None else -1 for u in cols.uri],
+        dtype=np.int64,
+    )
+    uris = list(uri_ids)
+    req_uri = uri_of_target[t.target]
+    valid = req_uri >= 0
+    w = np.bincount(req_uri[a.W & valid], minlength=len(uris))
+    b = np.bincount(req_uri[a.B & valid], minlength=len(uris))
+    excess = w - a.ratio * b
+    # Exact paths that carry a good part of the excess.
+    for i in np.flatnonzero(excess > floor).tolist():
+        try:
+            pattern = exact(uris[i].decode("latin-1"))
+        except Exception:
+            continue
+        out.append((Condition("path", pattern), f"the path {uris[i].decode('latin-1')!r}"))
+    # Shapes of the paths the baseline never saw.
+    base_uris = [uris[i] for i in np.flatnonzero(b).tolist()]
+    known = _known_segments(base_uris)
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i in np.flatnonzero((w > 0) & (b == 0)).tolist():
+        key = _key(uris[i], known)
+        if key is not None:
+            groups[key].append(i)
+    merged: dict[Any, list[int]] = defaultdict(list)
+    for key, members in groups.items():
+        sk = _skeleton(key)
+        if sk != key:
+            merged[sk].extend(members)
+    ranked = sorted(groups.items(), key=lambda kv: -int(w[kv[1]].sum()))[:MAX_SHAPES]
+    ranked += sorted(merged.items(), key=lambda kv: -int(w[kv[1]].sum()))[: MAX_SHAPES // 2]
+    for key, members in ranked:
+        if len(members) < MIN_SHAPE_PATHS or int(w[members].sum()) < floor:
+            continue
+        regex = _shape_regex(key, [uris[i] for i in members])
+        if regex is None:
+            continue
+        cond = Condition("path", regex)
+        if valid_conditions([cond]):
+            out.append(
+                (cond, f"paths shaped {regex} ({len(members)} of them, none in the baseline)")
+            )
+    return out

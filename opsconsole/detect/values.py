@@ -1,0 +1,254 @@
+"""What each distinct value of a request says: paths, user agents, referers, methods.
+
+Used by the analysis (:mod:`.analysis`) once per distinct value, never per request.  Paths are
+taken as nginx matches them (``$uri``, from :mod:`opsconsole.controls.matching`); a path's
+*shape* (``/<hex 12-31>``, ``/<org>/<repo>/commit/<hex 40>``) generalises the random tokens of a
+flood into a regex a filter can carry; a user agent is classified (a browser, a crawler, a package
+manager, a feed reader, a monitor, a tool) and reduced to its family (``Chrome/13x``); a referer
+is none, this site, or another site.  Standard library and the controls' matching only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..controls.matching import request_line, unescape
+
+ASSET_EXTENSIONS = frozenset(
+    b".css .js .mjs .map .png .jpg .jpeg .gif .svg .webp .avif .ico .woff .woff2 .ttf .eot".split()
+)
+ASSET_DIRS = frozenset(b"static assets _next images img css js fonts media dist build".split())
+"""What a browser fetches after a page: a client that fetches these (successfully, with this
+site as referer) behaves like a person's browser."""
+
+# --- user agents ---------------------------------------------------------------------------------
+
+WANTED_CLIENTS: tuple[tuple[str, str, re.Pattern[bytes]], ...] = tuple(
+    (kind, name, re.compile(pattern, re.IGNORECASE))
+    for kind, name, pattern in (
+        ("crawler", "Googlebot", rb"Googlebot|Google-InspectionTool|GoogleOther|AdsBot-Google"),
+        ("crawler", "Bingbot", rb"bingbot|BingPreview|msnbot"),
+        ("crawler", "Applebot", rb"Applebot"),
+        ("crawler", "DuckDuckBot", rb"DuckDuckBot"),
+        ("crawler", "YandexBot", rb"YandexBot|YandexImages"),
+        ("crawler", "Baiduspider", rb"Baiduspider"),
+        ("crawler", "a search crawler", rb"Qwantify|SeznamBot|Yeti/|Mojeek|PetalBot"),
+        ("preview", "link previews", rb"Slackbot|Twitterbot|facebookexternalhit|Discordbot|"
+         rb"TelegramBot|WhatsApp|LinkedInBot|Mastodon|Iframely|Embedly"),
+        ("package", "APT clients", rb"APT-HTTP|Debian APT|apt-cacher|Acquire"),
+        ("package", "pip clients", rb"^pip/|^uv/|^poetry|^pdm/|^twine/|setuptools/"),
+        ("package", "package clients", rb"^npm/|^yarn/|^pnpm|^Go-http-client/.*goproxy|^cargo/|"
+         rb"^Bundler/|^RubyGems|^Composer/|^Maven|^Gradle|^NuGet|^Homebrew|^conda/|libdnf|"
+         rb"^urlgrabber|^zypper|^pacman|^opkg|^apk-tools|^Wget/.*\(linux-gnu\)"),
+        ("git", "git clients", rb"^git/|^JGit/|^libgit2|^go-git|GitHub-Hookshot"),
+        ("feed", "feed readers", rb"Feedly|FreshRSS|Miniflux|NewsBlur|Inoreader|Tiny Tiny RSS|"
+         rb"NetNewsWire|Feedbin|FeedFetcher|rss|Feedbro|The Old Reader|Newsboat|Liferea|"
+         rb"Thunderbird|Akregator|Podcast|Overcast|feed"),
+        ("survey", "internet surveys", rb"CensysInspect|Expanse, a Palo Alto|InternetMeasurement|"
+         rb"researchscan|ipip\.net|Cortex-Xpanse|Shadowserver"),
+        ("monitor", "uptime monitors", rb"UptimeRobot|Pingdom|StatusCake|Uptime-Kuma|"
+         rb"Better ?Uptime|Site24x7|Datadog|NewRelic|check_http|monitoring-plugins|Zabbix|"
+         rb"Nagios|Prometheus|blackbox|Hetrix|Freshping|Checkly|Monit/"),
+    )
+)  # fmt: skip
+"""Real clients a site wants even when they look odd; a rule that stops one says so by name."""
+
+BROWSER_UA = (
+    r"^Mozilla/5\.0 \((Windows|Macintosh|X11|Linux|iPhone|iPad|Android)[^()]*\) "
+    r".*(Safari/[0-9.]+|Firefox/[0-9.]+|Edg/[0-9.]+|OPR/[0-9.]+)$"
+)
+"""A regex for the user agents of real browsers (not crawlers, which say so after them)."""
+_BROWSER = re.compile(
+    rb"^Mozilla/5\.0 \((Windows|Macintosh|X11|iPhone|iPad|Linux|Android|CrOS|Mobile|Tablet)"
+)
+_FAMILY = re.compile(rb"(Edg|OPR|YaBrowser|SamsungBrowser|Firefox|Chrome|CriOS|FxiOS)/(\d+)")
+_SAFARI = re.compile(rb"Version/(\d+)(?:\.\d+)?.*Safari/")
+_OLD = re.compile(rb"MSIE |Trident/|Windows NT 5\.|Windows NT 6\.[01]|Android [1-4]\.")
+
+
+@dataclass(frozen=True)
+class Agent:
+    text: bytes
+    """As nginx matched it (unescaped)."""
+    kind: str
+    """browser, crawler, preview, package, git, feed, monitor, tool, empty or other."""
+    name: str
+    """Who, for people: ``Googlebot``, ``Chrome 131``, ``curl``."""
+    family: bytes | None
+    """A regex for the agent's family (``Chrome/131\\.``), None when there is none."""
+
+    @property
+    def wanted(self) -> bool:
+        """A client the site wants though it may look odd (crawler, packages, feeds…)."""
+        return self.kind in ("crawler", "preview", "package", "git", "feed", "monitor", "survey")
+
+
+def agent(raw: bytes) -> Agent:
+    text = b"" if raw == b"-" else unescape(raw)
+    if not text:
+        return Agent(text, "empty", "no user agent", None)
+    for kind, name, pattern in WANTED_CLIENTS:
+        if pattern.search(text):
+            return Agent(text, kind, name, None)
+    if _BROWSER.match(text):
+        fam = _FAMILY.findall(text)
+        if fam:
+            product, major = fam[0] if fam[0][0] not in (b"Chrome",) or len(fam) == 1 else fam[-1]
+            if any(p == b"Edg" for p, _ in fam):
+                product, major = next((p, m) for p, m in fam if p == b"Edg")
+            old = " (outdated)" if _OLD.search(text) else ""
+            name = f"{product.decode()} {major.decode()}{old}"
+            return Agent(text, "browser", name, re.escape(product) + b"/" + major + rb"\.")
+        m = _SAFARI.search(text)
+        if m:
+            return Agent(text, "browser", f"Safari {m[1].decode()}", rb"Version/" + m[1] + rb"\.")
+        return Agent(text, "browser", "a browser", None)
+    if text.startswith(b"Mozilla/4.0") or _OLD.search(text):
+        return Agent(text, "browser", "an outdated browser", None)
+    tool = re.match(rb"([A-Za-z][A-Za-z0-9._-]{1,30})/", text)
+    if tool:
+        return Agent(text, "tool", tool[1].decode(), re.escape(tool[1]) + b"/")
+    return Agent(text, "other", "an unknown client", None)
+
+
+# --- referers ------------------------------------------------------------------------------------
+
+_REF_HOST = re.compile(rb"^[a-z][a-z0-9+.-]*://([^/?#:]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Referer:
+    text: bytes
+    kind: str
+    """none, self (this site) or other."""
+    host: bytes
+
+
+def referer(raw: bytes, own_hosts: frozenset[bytes]) -> Referer:
+    text = b"" if raw == b"-" else unescape(raw)
+    if not text:
+        return Referer(text, "none", b"")
+    m = _REF_HOST.match(text)
+    host = m[1].lower() if m else b""
+    return Referer(text, "self" if host in own_hosts else "other", host)
+
+
+# --- paths ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    uri: bytes | None
+    """``$uri`` (None: nginx answers 400 before any rule)."""
+    asset: bool
+    ext: bytes
+
+
+def target(raw: bytes) -> Target:
+    text = unescape(raw) if b"\\" in raw else raw
+    _m, uri, invalid = request_line(b"GET " + text + b" HTTP/1.1")
+    if invalid is not None:
+        return Target(None, False, b"")
+    last = uri.rsplit(b"/", 1)[-1]
+    dot = last.rfind(b".")
+    ext = last[dot:].lower() if dot > 0 else b""
+    first = uri[1:].split(b"/", 1)[0]
+    return Target(uri, ext in ASSET_EXTENSIONS or first in ASSET_DIRS, ext)
+
+
+# Segment shapes, most specific first: (name, regex class, full-match test).
+_SHAPES: tuple[tuple[str, bytes, re.Pattern[bytes]], ...] = (
+    ("uuid", b"", re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
+                             rb"[0-9a-fA-F]{12}")),
+    ("digits", b"[0-9]", re.compile(rb"[0-9]+")),
+    ("hex", b"[0-9a-f]", re.compile(rb"(?=[a-f]*[0-9])(?=[0-9]*[a-f])[0-9a-f]{6,}")),
+    ("HEX", b"[0-9A-F]", re.compile(rb"(?=[A-F]*[0-9])(?=[0-9]*[A-F])[0-9A-F]{6,}")),
+    ("slug", b"", re.compile(rb"[a-z]+(?:-[a-z]+)+")),
+    ("word", b"[a-z]", re.compile(rb"[a-z]+")),
+    ("alnum", b"[a-z0-9]", re.compile(rb"[a-z0-9]+")),
+    ("b62", b"[A-Za-z0-9]", re.compile(rb"[A-Za-z0-9]+")),
+    ("b64url", b"[A-Za-z0-9_-]", re.compile(rb"[A-Za-z0-9_-]+")),
+)  # fmt: skip
+_UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_SLUG_PART = rb"[a-z]+"
+
+
+_RUN = re.compile(rb"[0-9A-Za-z]+|[^0-9A-Za-z]+")
+_RUN_CLASSES = {"d": b"[0-9]", "h": b"[0-9a-f]", "H": b"[0-9a-f]", "l": b"[a-z]",
+                "u": b"[A-Z]", "a": b"[A-Za-z0-9]"}  # fmt: skip
+
+
+def runs(seg: bytes) -> list[tuple[str, bytes]]:
+    """A segment as runs of one character class, punctuation kept as it is:
+    ``3f2a91c…...9c1b0e…`` -> hex, ``...``, hex (``H``: a hex run of 16 or more)."""
+    out: list[tuple[str, bytes]] = []
+    for m in _RUN.finditer(seg):
+        text = m.group()
+        if not text[0:1].isalnum():
+            out.append(("p", text))
+        elif text.isdigit():
+            out.append(("d", text))
+        elif re.fullmatch(rb"[0-9a-f]+", text) and re.search(rb"[0-9]", text) and len(text) >= 6:
+            out.append(("H" if len(text) >= 16 else "h", text))
+        elif text.islower():
+            out.append(("l", text))
+        elif text.isupper():
+            out.append(("u", text))
+        else:
+            out.append(("a", text))
+    return out
+
+
+def segment_shape(seg: bytes) -> str:
+    for name, _cls, test in _SHAPES:
+        if test.fullmatch(seg):
+            return name
+    parts = runs(seg)
+    if not parts or len(parts) > 12:
+        return "other"
+    return "r:" + ",".join(k if k != "p" else "p" + t.hex() for k, t in parts)
+
+
+def runs_regex(shape: str, segments: list[bytes]) -> bytes:
+    """A regex for segments of one run shape (``r:…``) with the lengths they showed."""
+    kinds = shape[2:].split(",")
+    cols = [runs(s) for s in segments]
+    out = []
+    for i, kind in enumerate(kinds):
+        if kind.startswith("p"):
+            out.append(re.escape(bytes.fromhex(kind[1:])))
+            continue
+        lengths = [len(c[i][1]) for c in cols if i < len(c)]
+        lo, hi = max(1, min(lengths) - 1), max(lengths) + 2
+        out.append(_RUN_CLASSES[kind] + (b"{%d,%d}" % (lo, hi)))
+    return b"".join(out)
+
+
+def split_ext(seg: bytes) -> tuple[bytes, bytes]:
+    """``a8f3.php`` -> (``a8f3``, ``.php``) for a short alphabetic extension."""
+    dot = seg.rfind(b".")
+    if 0 < dot >= len(seg) - 7 and seg[dot + 1 :].isalpha():
+        return seg[:dot], seg[dot:]
+    return seg, b""
+
+
+def segment_regex(shape: str, lengths: tuple[int, int]) -> bytes:
+    """A regex for segments of ``shape`` whose lengths were ``lengths`` (min, max)."""
+    lo, hi = lengths
+    if shape == "uuid":
+        return _UUID
+    if shape == "slug":
+        words_lo, words_hi = max(2, lo), min(8, max(hi, lo))
+        return (
+            _SLUG_PART
+            + b"(-"
+            + _SLUG_PART
+            + b"){"
+            + f"{words_lo - 1},{words_hi - 1}".encode()
+            + b"}"
+        )
+    cls = next(c for n, c, _ in _SHAPES if n == shape) if shape != "other" else b"[^/]"
+    # A little room on both sides: the flood draws its lengths from a range we saw part of.
+    lo, hi = max(1, lo - 1), min(1000, hi + 2)
+    return cls + (b"{%d}" % lo if lo == hi else b"{%d,%d}" % (lo, hi))
