@@ -38,14 +38,15 @@ import numpy as np
 from ..controls.matching import Matcher, Request
 from ..controls.state import ControlState
 from ..durations import format_duration
+from ..errors import UsageError
 from . import values
-from .prefixes import address, choose
+from .prefixes import Addresses, choose
 from .rules import (
     Columns,
     Condition,
     Rule,
     block_mask,
-    exact,
+    exact_condition,
     filter_mask,
     limit_mask,
     valid_conditions,
@@ -262,6 +263,7 @@ class _Analyzer:
         self.state = state
         self.config_arg = config_arg
         self.base = Analysis(service, window, baseline, "not-enough-data")
+        self.addresses: Addresses | None = None
 
     # -- 1. the excess ----------------------------------------------------------------------
 
@@ -475,10 +477,10 @@ class _Analyzer:
             if a.family:
                 families[a.family] += 0
             try:
-                pattern = exact(a.text.decode("latin-1"))
-            except Exception:
+                cond = exact_condition("user_agent", a.text)
+            except UsageError:
                 continue
-            out.append((Condition("user_agent", pattern), f"the user agent {_quote(a.text)}"))
+            out.append((cond, f"the user agent {_quote(a.text)}"))
         fam_of = [a.family for a in cols.agents]
         for fam in families:
             members = np.array([f == fam for f in fam_of], dtype=bool)
@@ -495,9 +497,8 @@ class _Analyzer:
                 kinds["none"] += 1
                 continue
             try:
-                out.append((Condition("referer", exact(r.text.decode("latin-1"))),
-                            f"the referer {_quote(r.text)}"))  # fmt: skip
-            except Exception:
+                out.append((exact_condition("referer", r.text), f"the referer {_quote(r.text)}"))
+            except UsageError:
                 continue
         if kinds["none"] or any(r.kind == "none" for r in cols.referers):
             out.append((Condition("referer", "^$"), "no referer"))
@@ -540,19 +541,38 @@ class _Analyzer:
         return [self._score(rule, mask, why)]
 
     def _block_candidate(self, stopped: BoolArray) -> _Scored | None:
-        """Block the broadest clean networks holding the attack that the other rules miss."""
+        """Block the broadest clean networks holding the attack that the other rules miss.
+
+        Before any filter (``stopped`` empty) the attack is every client the baseline never saw
+        that does not behave like a real visitor.  After filters, only clients they caught are
+        taken as attackers (their other requests slipped through), and every other window client
+        keeps its network open: a network is blocked only for what is proven of it."""
         t = self.t
-        suspect = self.W & ~stopped & ~self.human & ~self.wanted & ~self.known_client
+        odd = self.W & ~self.human & ~self.wanted & ~self.known_client
+        if stopped.any():
+            caught = np.zeros(len(t.clients), dtype=bool)
+            caught[t.client[self.W & stopped]] = True
+            suspect = odd & ~stopped & caught[t.client]
+            others = self.W & ~caught[t.client]
+        else:
+            alike = self._like_the_bulk(odd)
+            suspect = odd & alike
+            # A client unlike the bulk keeps its network open when it is busy (a scanner); a
+            # flood's address that sent one odd request is just not counted.
+            busy = np.bincount(t.client[self.W], minlength=len(t.clients)) >= 8
+            others = self.W & ((self.human | self.wanted) | (odd & ~alike & busy[t.client]))
         if not suspect.any():
             return None
+        if self.addresses is None:
+            self.addresses = Addresses.of(t.clients)
+        addrs = self.addresses
         counts = np.bincount(t.client[suspect], minlength=len(t.clients))
-        ids = np.flatnonzero(counts).tolist()
-        addrs = [address(t.clients[i]) for i in ids]
-        pairs = [(a, int(counts[i])) for a, i in zip(addrs, ids, strict=True) if a is not None]
-        known_ids = np.unique(
-            np.concatenate([t.client[self.B], t.client[self.W & (self.human | self.wanted)]])
-        ).tolist()
-        known = [a for a in (address(t.clients[i]) for i in known_ids) if a is not None]
+        ids = np.flatnonzero(counts & (addrs.version > 0)).tolist()
+        pairs = [((int(addrs.version[i]), int(addrs.value[i])), int(counts[i])) for i in ids]
+        known_ids = np.unique(np.concatenate([t.client[self.B], t.client[others]]))
+        known_ids = known_ids[addrs.version[known_ids] > 0]
+        known = list(zip(addrs.version[known_ids].tolist(), addrs.value[known_ids].tolist(),
+                         strict=True))  # fmt: skip
         per_b = np.bincount(t.client[self.B])
         busiest = float(per_b.max()) * self.ratio if len(per_b) else 0.0
         host = max(10, int(3 * busiest))  # a single address: far busier than any baseline client
@@ -561,27 +581,49 @@ class _Analyzer:
             return None
         prefixes.sort(key=lambda p: (-p.addresses, p.version, p.value))
         cidrs = tuple(p.cidr() for p in prefixes)
-        nets = _Networks(prefixes)
         rule = Rule("block", targets=cidrs)
         n_addr = sum(p.addresses for p in prefixes)
         why = (f"{len(cidrs)} network{'s' if len(cidrs) != 1 else ''} holding {n_addr} attacking "
                "addresses and no address that sent a baseline request or behaves like a real "
                "visitor")  # fmt: skip
-        return self._score(rule, block_mask(nets.contains, self.cols), why)
+        return self._score(rule, block_mask(addrs.within(prefixes), self.cols), why)
+
+    def _like_the_bulk(self, odd: BoolArray) -> BoolArray:
+        """Requests of clients that behave like the bulk of the odd traffic: the same kind of
+        user agent, the same status class and the same referer habit as the clients that send
+        most of it.  A scanner passing through a network the flood also uses is not the
+        flood, and keeps that network from being blocked."""
+        t, cols = self.t, self.cols
+        n = len(t.clients)
+        kind_ids = {k: i for i, k in enumerate(sorted({a.kind for a in cols.agents}))}
+        kind = np.array([kind_ids[a.kind] for a in cols.agents], dtype=np.int64)[t.agent]
+        cls = np.clip(t.status // 100, 1, 5).astype(np.int64)
+        ref = np.array([r.kind != "none" for r in cols.referers], dtype=np.int64)[t.referer]
+        # Each client's habit: its most frequent (status class, referer, agent kind).
+        habit = (cls * 2 + ref) * len(kind_ids) + kind
+        n_habits = 12 * len(kind_ids)
+        idx = np.flatnonzero(odd)
+        counts = np.bincount(t.client[idx] * n_habits + habit[idx], minlength=n * n_habits)
+        per_client = counts.reshape(n, n_habits).argmax(axis=1)
+        weight = np.bincount(per_client[t.client[idx]], minlength=n_habits)
+        bulk = weight >= 0.1 * max(len(idx), 1)
+        out: BoolArray = odd & bulk[per_client[t.client]]
+        return out
 
     # -- 4. the recommended set -------------------------------------------------------------
 
     def _select(self, candidates: list[_Scored]) -> list[_Scored]:
         """Greedy by marginal gain: each round takes the rule that stops the most excess not
-        yet stopped, within what is left of the budget.  The network blocks are computed on the
-        whole attack first, and again on what the filters leave."""
+        yet stopped, within what is left of the budget.  Networks are blocked for what the
+        filters leave of the attackers they caught — or, when no filter separates anything, for
+        the attack as a whole."""
         stopped = np.zeros(len(self.t), dtype=bool)
         chosen: list[_Scored] = []
         pool = [c for c in candidates if self._eligible(c)]
+        residual_tried = False
         first_block = self._block_candidate(stopped)
         if first_block is not None and self._eligible(first_block):
             pool.append(first_block)
-        residual_tried = False
         budget = self.budget * self.normal_w
         while len(chosen) < 8:
             best, best_gain = None, 0.0
@@ -745,29 +787,6 @@ class _Analyzer:
             "no rule nginx can enforce stops them without stopping real visitors within the "
             f"budget ({self.budget * 100:g} % of baseline requests)"
         )
-
-
-class _Networks:
-    """Address membership in the chosen prefixes, for the block replay."""
-
-    def __init__(self, prefixes: list[Any]) -> None:
-        self.by_len: dict[tuple[int, int], set[int]] = {}
-        for p in prefixes:
-            top = 32 if p.version == 4 else 64
-            self.by_len.setdefault((p.version, p.length), set()).add(
-                p.value >> (top - min(p.length, top))
-            )
-
-    def contains(self, client: bytes) -> bool:
-        a = address(client)
-        if a is None:
-            return False
-        version, value = a
-        top = 32 if version == 4 else 64
-        for (v, length), values_ in self.by_len.items():
-            if v == version and value >> (top - min(length, top)) in values_:
-                return True
-        return False
 
 
 def _ordered(conditions: Iterable[Condition]) -> tuple[Condition, ...]:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 V4_LEVELS = tuple(range(28, 15, -2))
 """IPv4 prefix lengths tried, longest first (never broader than /16; single hosts apart)."""
@@ -66,6 +67,37 @@ class Prefix:
         return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
 
 
+@dataclass(frozen=True)
+class Addresses:
+    """Every distinct client of a table as numbers: version (0 when not an address) and value
+    (IPv4's 32 bits, or IPv6's first 64), for vectorised prefix tests."""
+
+    version: npt.NDArray[np.int8]
+    value: npt.NDArray[np.uint64]
+
+    @classmethod
+    def of(cls, clients: Sequence[bytes]) -> Addresses:
+        parsed = [address(c) for c in clients]
+        version = np.array([a[0] if a else 0 for a in parsed], dtype=np.int8)
+        value = np.array([a[1] if a else 0 for a in parsed], dtype=np.uint64)
+        return cls(version, value)
+
+    def within(self, prefixes: Sequence[Prefix]) -> npt.NDArray[np.bool_]:
+        """Which clients lie in one of ``prefixes``."""
+        inside = np.zeros(len(self.version), dtype=bool)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for p in prefixes:
+            groups.setdefault((p.version, min(p.length, 32 if p.version == 4 else 64)), []).append(
+                p.value
+            )
+        for (version, length), values in groups.items():
+            shift = np.uint64((32 if version == 4 else 64) - length)
+            keys = np.array(values, dtype=np.uint64) >> shift
+            mine = self.version == version
+            inside[mine] |= np.isin(self.value[mine] >> shift, keys)
+        return inside
+
+
 def _covering(lo: int, hi: int, top: int, length: int) -> int:
     """The longest prefix length (at least ``length``) holding both ``lo`` and ``hi``."""
     return max(length, top - (lo ^ hi).bit_length())
@@ -98,30 +130,30 @@ def choose(
             continue
         values = np.array([suspects[i][1] for i in idx], dtype=np.uint64)
         counts = np.array([suspect_requests[i] for i in idx], dtype=np.int64)
+        order = np.argsort(values, kind="stable")
+        values, counts = values[order], counts[order]
         known_values = np.array([v for ver, v in known if ver == version], dtype=np.uint64)
-        taken: dict[int, set[int]] = {}  # length -> prefixes chosen at that length
+        covered = np.zeros(len(values), dtype=bool)  # inside a prefix chosen already
         for length in reversed(levels):  # broadest first
             shift = np.uint64(top - length)
-            prefixes, n_addr = np.unique(values >> shift, return_counts=True)
-            dirty = np.isin(prefixes, known_values >> shift) if len(known_values) else None
-            need = _min_addresses(version, top, length)
-            for j, p in enumerate(prefixes.tolist()):
-                if n_addr[j] < need or (dirty is not None and dirty[j]):
-                    continue
-                if any(p >> (length - L) in ps for L, ps in taken.items() if length > L):
-                    continue  # inside a broader prefix already chosen
-                taken.setdefault(length, set()).add(p)
-                inside = values[(values >> shift) == np.uint64(p)]
-                tight = _covering(int(inside.min()), int(inside.max()), top, length)
-                tight_value = (int(inside.min()) >> (top - tight)) << (top - tight)
-                chosen.append(Prefix(version, tight_value, tight, int(n_addr[j])))
+            keys = values >> shift
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            ends = np.r_[starts[1:], len(keys)]
+            n_addr = ends - starts
+            dirty = np.isin(keys[starts], known_values >> shift)
+            taken = np.logical_or.reduceat(covered, starts)
+            ok = (n_addr >= _min_addresses(version, top, length)) & ~dirty & ~taken
+            for j in np.flatnonzero(ok).tolist():
+                lo, hi = int(values[starts[j]]), int(values[ends[j] - 1])
+                tight = _covering(lo, hi, top, length)
+                chosen.append(Prefix(version, (lo >> (top - tight)) << (top - tight), tight,
+                                     int(n_addr[j])))  # fmt: skip
+                covered[starts[j] : ends[j]] = True
         # Single hosts that sent many requests, outside every chosen prefix.
         known_set = set(known_values.tolist())
-        for value, n in zip(values.tolist(), counts.tolist(), strict=True):
-            if n < host_requests or value in known_set:
-                continue
-            if any(value >> (top - L) in ps for L, ps in taken.items()):
-                continue
-            length = host_len if version == 4 else 64
-            chosen.append(Prefix(version, value, length, 1))
+        busy = np.flatnonzero(~covered & (counts >= host_requests)).tolist()
+        for k in busy:
+            value = int(values[k])
+            if value not in known_set:
+                chosen.append(Prefix(version, value, host_len if version == 4 else 64, 1))
     return chosen

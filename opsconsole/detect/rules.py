@@ -12,10 +12,12 @@ controls only.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,9 @@ class Condition:
     """path, user_agent, method or referer."""
     pattern: str
     """A regex in the validated subset (an exact value is written as an anchored regex)."""
+    literal: bytes | None = dc_field(default=None, compare=False)
+    """The one value the pattern matches, when it came from :func:`exact` (matched by lookup,
+    not by running the regex over every distinct value)."""
 
     def to_dict(self) -> dict[str, str]:
         return {"field": self.field, "pattern": self.pattern}
@@ -53,6 +58,11 @@ class Condition:
 def exact(value: str) -> str:
     """An exact value as an anchored regex (what the validators accept), or raise UsageError."""
     return validate.regex("^" + re.escape(value) + "$")
+
+
+def exact_condition(field_name: str, value: bytes) -> Condition:
+    """A condition matching exactly ``value`` (raises UsageError if no valid regex can)."""
+    return Condition(field_name, exact(value.decode("latin-1")), literal=value)
 
 
 @dataclass(frozen=True)
@@ -108,7 +118,28 @@ class Columns:
     agents: list[Agent]
     referers: list[Referer]
     methods: list[bytes]
-    _cache: dict[tuple[str, str], BoolArray] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], BoolArray] = dc_field(default_factory=dict)
+    _texts: dict[str, list[bytes | None]] = dc_field(default_factory=dict)
+    _index: dict[str, dict[bytes, list[int]]] = dc_field(default_factory=dict)
+    _joined_cache: dict[str, tuple[bytes, np.ndarray[Any, Any], list[int]]] = dc_field(
+        default_factory=dict
+    )
+    valid: BoolArray | None = None
+
+    def texts(self, field_name: str) -> list[bytes | None]:
+        """The distinct values of a field as nginx matches them."""
+        got = self._texts.get(field_name)
+        if got is None:
+            if field_name == "path":
+                got = list(self.uri)
+            elif field_name == "user_agent":
+                got = [a.text for a in self.agents]
+            elif field_name == "referer":
+                got = [r.text for r in self.referers]
+            else:
+                got = list(self.methods)
+            self._texts[field_name] = got
+        return got
 
     def value_mask(self, cond: Condition) -> BoolArray:
         """Which distinct values of the condition's field match it (cached)."""
@@ -116,20 +147,56 @@ class Columns:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        texts = self.texts(cond.field)
+        hit = np.zeros(len(texts), dtype=bool)
         if cond.field == "method":
             want = cond.pattern.encode()
-            hit = np.array([m == want for m in self.methods], dtype=bool)
+            hit[[i for i, m in enumerate(texts) if m == want]] = True
+        elif cond.literal is not None:
+            index = self._index.get(cond.field)
+            if index is None:
+                index = self._index[cond.field] = {}
+                for i, v in enumerate(texts):
+                    if v is not None:
+                        index.setdefault(v, []).append(i)
+            hit[index.get(cond.literal, [])] = True
+        elif "[^" not in cond.pattern:
+            # One scan of every value at once, a line each: no Python call per value.  For
+            # patterns that cannot run across a line ("." and the classes used here stop at a
+            # newline); the few values that hold a newline are matched on their own.
+            joined, starts, odd = self._joined(cond.field)
+            rx = re.compile(cond.pattern.encode(), re.MULTILINE)
+            found = [m.start() for m in rx.finditer(joined)]
+            if found:
+                hit[np.searchsorted(starts, np.array(found), side="right") - 1] = True
+            hit &= self._present(cond.field)
+            search = re.compile(cond.pattern.encode()).search
+            for i in odd:
+                v = texts[i]
+                hit[i] = v is not None and search(v) is not None
         else:
-            rx = re.compile(cond.pattern.encode())
-            search = rx.search
-            if cond.field == "path":
-                hit = np.array([u is not None and search(u) is not None for u in self.uri])
-            elif cond.field == "user_agent":
-                hit = np.array([search(a.text) is not None for a in self.agents], dtype=bool)
-            else:
-                hit = np.array([search(r.text) is not None for r in self.referers], dtype=bool)
-        self._cache[key] = hit.astype(bool)
-        return self._cache[key]
+            search = re.compile(cond.pattern.encode()).search
+            hit[[i for i, v in enumerate(texts) if v is not None and search(v)]] = True
+        self._cache[key] = hit
+        return hit
+
+    def _joined(self, field_name: str) -> tuple[bytes, np.ndarray[Any, Any], list[int]]:
+        """Every value of a field, one per line, where each line starts, and the values that
+        hold a newline (their line is left empty)."""
+        got = self._joined_cache.get(field_name)
+        if got is None:
+            texts = [v if v is not None else b"" for v in self.texts(field_name)]
+            odd = [i for i, v in enumerate(texts) if b"\n" in v]
+            for i in odd:
+                texts[i] = b""
+            lengths = np.fromiter((len(v) + 1 for v in texts), dtype=np.int64, count=len(texts))
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+            got = self._joined_cache[field_name] = (b"\n".join(texts), starts, odd)
+        return got
+
+    def _present(self, field_name: str) -> BoolArray:
+        """Values that exist (a path nginx refuses to parse has none)."""
+        return np.array([v is not None for v in self.texts(field_name)], dtype=bool)
 
     def column(self, field_name: str) -> np.ndarray[Any, Any]:
         t = self.table
@@ -144,14 +211,16 @@ def filter_mask(cols: Columns, conditions: Sequence[Condition]) -> BoolArray:
         mask = m if mask is None else mask & m
     assert mask is not None
     # nginx answers a request line it cannot parse (400) before any filter sees it.
-    valid: BoolArray = np.array([u is not None for u in cols.uri], dtype=bool)[cols.table.target]
-    out: BoolArray = mask & valid
+    if cols.valid is None:
+        cols.valid = np.array([u is not None for u in cols.uri], dtype=bool)[cols.table.target]
+    out: BoolArray = mask & cols.valid
     return out
 
 
-def block_mask(networks: Callable[[bytes], bool], cols: Columns) -> BoolArray:
-    per_client = np.array([networks(c) for c in cols.table.clients], dtype=bool)
-    return per_client[cols.table.client]
+def block_mask(inside: BoolArray, cols: Columns) -> BoolArray:
+    """The requests of the clients ``inside`` the blocked networks (one flag per client)."""
+    out: BoolArray = inside[cols.table.client]
+    return out
 
 
 def limit_mask(rule: Rule, cols: Columns, order: np.ndarray[Any, Any]) -> BoolArray:
@@ -176,11 +245,18 @@ def limit_mask(rule: Rule, cols: Columns, order: np.ndarray[Any, Any]) -> BoolAr
 
 
 def valid_conditions(conditions: Sequence[Condition]) -> bool:
-    """Whether the controls accept these conditions as a filter (never offer one they refuse)."""
+    """Whether the controls accept these conditions as a filter (never offer one they refuse):
+    each condition alone (cached: pairs and trios reuse them), one per field, one to three."""
+    fields = [c.field for c in conditions]
+    if not 1 <= len(fields) <= 3 or len(set(fields)) != len(fields):
+        return False
+    return all(_valid_condition(c.field, c.pattern) for c in conditions)
+
+
+@functools.lru_cache(maxsize=20_000)
+def _valid_condition(field_name: str, pattern: str) -> bool:
     try:
-        validate.conditions(
-            [(c.field, c.pattern, "exact" if c.field == "method" else "regex") for c in conditions]
-        )
+        validate.condition(field_name, pattern, "exact" if field_name == "method" else "regex")
     except UsageError:
         return False
     return True

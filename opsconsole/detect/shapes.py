@@ -16,14 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .rules import Condition, exact, valid_conditions
+from ..errors import UsageError
+from .rules import Condition, exact_condition, valid_conditions
 from .values import runs_regex, segment_shape, split_ext
 
 if TYPE_CHECKING:
     from .analysis import _Analyzer
 
-MAX_SHAPES = 24
+MAX_SHAPES = 16
 """Shape regexes tried (the most frequent)."""
+SHAPE_SAMPLE = 25_000
+"""New paths whose shapes are taken (a sample: each regex is then replayed over all paths)."""
+SAMPLE = 4000
+"""Paths of a shape its regex is built from (its lengths are taken from them; the replay then
+counts every path it matches)."""
 MIN_SHAPE_PATHS = 5
 """A shape must cover at least this many distinct window paths to be worth a rule."""
 
@@ -41,7 +47,10 @@ def _known_segments(uris: list[bytes]) -> dict[int, set[bytes]]:
     return out
 
 
-def _key(uri: bytes, known: dict[int, set[bytes]]) -> tuple[tuple[str, bytes], ...] | None:
+def _key(
+    uri: bytes, known: dict[int, set[bytes]], shapes: dict[bytes, str]
+) -> tuple[tuple[str, bytes], ...] | None:
+    """``shapes``: a cache of segment shapes (real segments repeat across many paths)."""
     segs = uri[1:].split(b"/")
     if len(segs) > 8:
         return None
@@ -55,7 +64,12 @@ def _key(uri: bytes, known: dict[int, set[bytes]]) -> tuple[tuple[str, bytes], .
             parts.append(("lit", seg))
             continue
         name, ext = split_ext(seg) if last else (seg, b"")
-        parts.append((segment_shape(name) + ("+ext" if ext else ""), b""))
+        shape = shapes.get(name)
+        if shape is None:
+            shape = segment_shape(name)
+            if len(shapes) < 100_000:
+                shapes[name] = shape
+        parts.append((shape + ("+ext" if ext else ""), b""))
     return tuple(parts)
 
 
@@ -155,16 +169,20 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
     # Exact paths that carry a good part of the excess.
     for i in np.flatnonzero(excess > floor).tolist():
         try:
-            pattern = exact(uris[i].decode("latin-1"))
-        except Exception:
+            cond = exact_condition("path", uris[i])
+        except UsageError:
             continue
-        out.append((Condition("path", pattern), f"the path {uris[i].decode('latin-1')!r}"))
+        out.append((cond, f"the path {uris[i].decode('latin-1')!r}"))
     # Shapes of the paths the baseline never saw.
     base_uris = [uris[i] for i in np.flatnonzero(b).tolist()]
     known = _known_segments(base_uris)
     groups: dict[Any, list[int]] = defaultdict(list)
-    for i in np.flatnonzero((w > 0) & (b == 0)).tolist():
-        key = _key(uris[i], known)
+    shapes: dict[bytes, str] = {}
+    new = np.flatnonzero((w > 0) & (b == 0))
+    if len(new) > SHAPE_SAMPLE:  # the shapes of a flood show in a sample of its paths
+        new = new[:: len(new) // SHAPE_SAMPLE + 1]
+    for i in new.tolist():
+        key = _key(uris[i], known, shapes)
         if key is not None:
             groups[key].append(i)
     merged: dict[Any, list[int]] = defaultdict(list)
@@ -177,7 +195,8 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
     for key, members in ranked:
         if len(members) < MIN_SHAPE_PATHS or int(w[members].sum()) < floor:
             continue
-        regex = _shape_regex(key, [uris[i] for i in members])
+        step = max(1, len(members) // SAMPLE)
+        regex = _shape_regex(key, [uris[i] for i in members[::step]])
         if regex is None:
             continue
         cond = Condition("path", regex)
