@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .config import Config, ServiceConfig
 from .errors import OperationError
@@ -42,6 +42,14 @@ line (measured: 4 MiB counts 10-20 % faster than 1 MiB), and stay small next to 
 
 Progress = Callable[[str, int, int], None]
 """progress(server, bytes_done, bytes_total) during history reads."""
+
+
+class Sink(Protocol):
+    """What a history read feeds: the statistics, or the requests ``suggest`` analyses."""
+
+    parser: LineParser
+
+    def add_chunk(self, chunk: bytes, server: str = "") -> None: ...
 
 
 class FeedState(enum.StrEnum):
@@ -193,8 +201,18 @@ class Fleet:
     ) -> tuple[HistoryCounts, dict[str, ServerFeed]]:
         """Read each server's log back to ``since`` (epoch seconds; None = the whole file) and
         count it.  Returns the counts and, per server, its outcome (error text if it failed)."""
+        stats = HistoryCounts(self.config.service(service).log_format, since=since)
+        feeds = await self.read_into(service, since, stats, progress=progress)
+        for server in feeds:
+            stats.servers.setdefault(server, ServerTotals())  # listed even when it failed
+        return stats, feeds
+
+    async def read_into(
+        self, service: str, since: float | None, sink: Sink, *, progress: Progress | None = None
+    ) -> dict[str, ServerFeed]:
+        """Feed each server's log back to ``since`` into ``sink`` (in the worker thread, in
+        batches of whole lines); per server, its outcome."""
         svc = self.config.service(service)
-        stats = HistoryCounts(svc.log_format, since=since)
         feeds = {name: ServerFeed() for name in svc.servers}
 
         async def one(server: str) -> None:
@@ -203,7 +221,8 @@ class Fleet:
                 t = await self.pool.get(server)
                 path = svc.access_log_on(server)
                 _, size = await file_size(t, path)
-                start = 0 if since is None else await find_start(t, path, size, since, stats.parser)
+                parser = LineParser(sink.parser.format)
+                start = 0 if since is None else await find_start(t, path, size, since, parser)
                 done = 0
                 batch: list[bytes] = []
                 pending = 0
@@ -211,20 +230,19 @@ class Fleet:
                     batch.append(chunk)
                     pending += len(chunk)
                     if pending >= HISTORY_BATCH:
-                        await self.work(stats.add_chunk, b"".join(batch), server)
+                        await self.work(sink.add_chunk, b"".join(batch), server)
                         done, batch, pending = done + pending, [], 0
                         if progress:
                             progress(server, done, size - start)
                 if batch:
-                    await self.work(stats.add_chunk, b"".join(batch), server)
+                    await self.work(sink.add_chunk, b"".join(batch), server)
                 feed.state = FeedState.READ
             except (TransportError, OperationError) as e:
                 feed.state = FeedState.FAILED
                 feed.error = unprefixed(str(e), server) or type(e).__name__
-            stats.servers.setdefault(server, ServerTotals())  # listed even when it failed
 
         await asyncio.gather(*(one(s) for s in svc.servers))
-        return stats, feeds
+        return feeds
 
     def pipeline(
         self, service: str, *, window: float | None = None, top_n: int = 20

@@ -19,7 +19,9 @@ from ..errors import OpsConsoleError
 from .running import Interrupted, sync_interrupts
 
 # Sub-command modules, in the order `--help` lists them.
-COMMAND_MODULES = ("stats", "check", "lab", "demo", "setup", "controls", "act", "audit")
+COMMAND_MODULES = (
+    "stats", "suggest", "check", "lab", "demo", "setup", "controls", "act", "audit",
+)  # fmt: skip
 NO_CONFIG = frozenset({"lab", "demo"})
 """Commands that do not read the config (they make their own)."""
 

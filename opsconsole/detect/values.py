@@ -34,6 +34,8 @@ WANTED_CLIENTS: tuple[tuple[str, str, re.Pattern[bytes]], ...] = tuple(
         ("crawler", "YandexBot", rb"YandexBot|YandexImages"),
         ("crawler", "Baiduspider", rb"Baiduspider"),
         ("crawler", "a search crawler", rb"Qwantify|SeznamBot|Yeti/|Mojeek|PetalBot"),
+        ("crawler", "a crawler that says who it is",
+         rb"(bot|crawler|spider|archiver)\b[^()]*\+?https?://|\+https?://[^)]*\b(bot|crawl)"),
         ("preview", "link previews", rb"Slackbot|Twitterbot|facebookexternalhit|Discordbot|"
          rb"TelegramBot|WhatsApp|LinkedInBot|Mastodon|Iframely|Embedly"),
         ("package", "APT clients", rb"APT-HTTP|Debian APT|apt-cacher|Acquire"),
@@ -147,6 +149,7 @@ _WANTED_HINTS = tuple(
         "freshping",
         "checkly",
         "monit/",
+        "http",
     ]
 )
 """Words one of which every wanted client's user agent holds: a cheap test first (a regex of
@@ -180,6 +183,12 @@ class Agent:
     def wanted(self) -> bool:
         """A client the site wants though it may look odd (crawler, packages, feeds…)."""
         return self.kind in ("crawler", "preview", "package", "git", "feed", "monitor", "survey")
+
+    @property
+    def verified_by_network(self) -> bool:
+        """Crawlers and surveys come from their operators' own networks: one that claims the
+        name from elsewhere is only using it (anyone can send Googlebot's user agent)."""
+        return self.kind in ("crawler", "survey")
 
 
 def agent(raw: bytes) -> Agent:

@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..config import Config
 from ..controls import audit as audit_trail
@@ -37,11 +38,15 @@ from ..controls.settle import Settle, settle_change
 from ..controls.setup import SetupReport, setup_service
 from ..controls.timeline import Timeline, collect_timeline, local_events
 from ..errors import UsageError
-from ..fleet import Fleet
+from ..fleet import Fleet, ServerFeed
+from ..fleet import Progress as HistoryProgress
 from ..health import FleetHealth, check_fleet
 from ..health.check import Progress as HealthProgress
 from ..text import unprefixed
 from ..transport.base import Transport, TransportError, Unreachable
+
+if TYPE_CHECKING:  # numpy is imported only by the commands that analyse
+    from ..detect.analysis import Analysis
 
 CONNECT_ATTEMPTS = 2
 """Connection attempts per server for a one-shot command (the CLI); a live session retries on."""
@@ -103,6 +108,8 @@ class Session:
             connect_timeout=min(connect_timeout, 10.0),
         )
         self.audit_path = audit_trail_path or audit_trail.default_trail()
+        self.config_arg: str | None = None
+        """The ``--config`` the operator gave, repeated in the commands the tool prints."""
         self.settled: dict[str, float] = {}
         """Service -> time.monotonic() of this session's last confirm or rollback (so a watch
         does not take our own rollback for a server reverting by itself)."""
@@ -181,6 +188,47 @@ class Session:
     async def check(self, on_progress: HealthProgress | None = None) -> FleetHealth:
         """``check``: every server and service probed once, in parallel."""
         return await check_fleet(self.config, self.fleet.pool, on_progress=on_progress)
+
+    async def suggest(
+        self,
+        service: str,
+        *,
+        window: float = 600.0,
+        baseline: float = 1800.0,
+        budget: float = 0.005,
+        progress: HistoryProgress | None = None,
+    ) -> tuple[Analysis, dict[str, ServerFeed]]:
+        """What separates the attack from real visitors on ``service`` now (DESIGN §10): its
+        servers' logs read back over ``window + baseline``, the controls in force read so that
+        what they already refuse is set aside, then the analysis in the fleet's worker thread.
+        Returns the analysis and, per server, how its log read went."""
+        from ..detect import RequestLog, analyze, detect_format
+
+        svc = self.config.service(service)
+        span = window + baseline
+        log = RequestLog(detect_format(svc.log_format))
+        now = time.time()
+        feeds = await self.fleet.read_into(service, now - span, log, progress=progress)
+        latest = log.latest()
+        if latest is not None and latest < now - window and log.rows:
+            # The log went quiet: read the span before its newest line instead.
+            log = RequestLog(detect_format(svc.log_format))
+            feeds = await self.fleet.read_into(service, latest - span, log, progress=progress)
+        state = None
+        try:
+            report = await self.controls(service)
+            states = [s.state for s in report.servers.values() if s.state is not None]
+            state = states[0] if states else None
+        except Exception:  # the analysis does not need the controls; it says less without them
+            state = None
+        hosts = [urlsplit(svc.url).hostname or ""] if svc.url else []
+        result = await self.fleet.work(
+            lambda: analyze(
+                log, service, window=window, baseline=baseline, budget=budget, now=now,
+                own_hosts=[h for h in hosts if h], state=state, config_arg=self.config_arg,
+            )
+        )  # fmt: skip
+        return result, feeds
 
     def local_events(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
         names = list(services) if services is not None else list(self.config.services)
