@@ -167,8 +167,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--exact",
         action="store_true",
-        help="match the path, user agent and referer literally (whole value) instead of as "
-        "regexes",
+        help="match the path, user agent and referer literally (whole value) instead of as regexes",
     )
     p.add_argument(
         "--action",
