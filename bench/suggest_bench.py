@@ -27,26 +27,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from opsconsole.controls.matching import Matcher, Request
-from opsconsole.controls.state import Block, Condition, ControlState, Filter
+from opsconsole.controls.state import ControlState
 from opsconsole.detect import RequestLog, analyze
+from opsconsole.detect.rules import as_state
 from opsconsole.lab.scenarios import SCENARIOS, LabeledRequest, combined_line, generate
 
 WINDOW = 600.0
 
 
 def state_of(suggestions: list) -> ControlState:  # type: ignore[type-arg]
-    blocks: list[Block] = []
-    filters: list[Filter] = []
-    for i, s in enumerate(suggestions):
-        if s.kind == "block":
-            blocks += [Block(t) for t in s.rule.targets]
-        elif s.kind == "filter":
-            when = tuple(
-                Condition(c.field, c.pattern, "exact" if c.field == "method" else "regex")
-                for c in s.rule.conditions
-            )
-            filters.append(Filter(f"f{i + 1}", when=when))
-    return ControlState(blocks=tuple(blocks), filters=tuple(filters))
+    return as_state([s.rule for s in suggestions if s.kind != "limit"])
 
 
 def limited(suggestions: list, window: list[LabeledRequest]) -> set[int]:  # type: ignore[type-arg]
@@ -112,6 +102,13 @@ def main() -> int:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--seeds", default="1")
     p.add_argument("--scenarios", default="all")
+    p.add_argument(
+        "--since",
+        type=float,
+        default=WINDOW,
+        help="seconds of window to analyse (less than the scenario's 600: the flood began "
+        "inside the baseline)",
+    )
     a = p.parse_args()
     names = list(SCENARIOS) if a.scenarios == "all" else a.scenarios.split(",")
     print(
@@ -136,9 +133,9 @@ def main() -> int:
                     cut = data.rfind(b"\n", pos, cut) + 1
                 log.add_chunk(data[pos:cut], "web1")
                 pos = cut
-            result = analyze(log, service, now=end)
+            result = analyze(log, service, window=a.since, now=end)
             spent = time.process_time() - began
-            window = [r for r in reqs if r.time > end - WINDOW]
+            window = [r for r in reqs if r.time > end - a.since]
             rec = [s for s in result.suggestions if s.recommended]
             recall, collateral = measure(rec, window)
             zero, half = fail2ban(window)

@@ -264,6 +264,7 @@ class _Analyzer:
         self.config_arg = config_arg
         self.base = Analysis(service, window, baseline, "not-enough-data")
         self.addresses: Addresses | None = None
+        self.notes: list[str] = []
 
     # -- 1. the excess ----------------------------------------------------------------------
 
@@ -282,29 +283,47 @@ class _Analyzer:
             if stopped:
                 why = f"every window request ({stopped}) is already refused by the active rules"
             return replace(base, reason=why)
-        first_b = int(t.t[self.B].min()) if n_b else None
-        covered_b = t.split - max(t.start, first_b - 1) if first_b is not None else 0.0
+        covered_b = self._covered(t.split)
         if n_b < MIN_BASELINE_REQUESTS or covered_b < MIN_BASELINE_SECONDS:
-            return replace(
-                base,
-                reason=(
-                    f"the baseline ({format_duration(self.baseline)} before the window) has "
-                    f"{n_b} requests over {format_duration(max(covered_b, 0))}: too little to "
-                    "tell what is normal (it needs 5 minutes and some traffic); try a longer "
-                    "--baseline"
-                ),
-            )
+            return replace(base, reason=self._too_little(n_b, covered_b))
         self.n_w, self.n_b = n_w, n_b
         self.ratio = t.window_seconds / covered_b
+        self._judge_clients()
+        onset = self._onset()
+        if onset is not None:
+            # The flood began inside the baseline: what came after it is not normal traffic.
+            self.B = self.B & (t.t < onset)
+            n_b, covered_b = int(self.B.sum()), self._covered(onset)
+            stamp = time.strftime("%H:%M", time.gmtime(onset))
+            if n_b < MIN_BASELINE_REQUESTS or covered_b < MIN_BASELINE_SECONDS:
+                return replace(
+                    base,
+                    baseline_requests=n_b,
+                    reason=(
+                        f"the odd traffic began at {stamp} UTC, inside the baseline: the "
+                        f"{format_duration(max(covered_b, 0))} of baseline before it "
+                        f"({n_b} requests) are too little to tell what is normal; try a longer "
+                        "--baseline (such as 2h), which is cut where the flood began"
+                    ),
+                )
+            self.notes.append(
+                f"the odd traffic began at {stamp} UTC, inside the baseline: the baseline is "
+                f"the {format_duration(covered_b)} before it"
+            )
+            self.n_b = n_b
+            self.ratio = t.window_seconds / covered_b
+            self._judge_clients()
         expected = n_b * self.ratio
         self.excess_total = n_w - expected
         self.normal_w = max(expected, 1.0)
         """Real visitors' requests the window should hold (the baseline's rate)."""
         base = replace(
             base,
+            baseline_requests=n_b,
             window_rps=n_w / t.window_seconds,
             baseline_rps=n_b / covered_b,
             excess_requests=max(0, round(self.excess_total)),
+            notes=tuple(self.notes),
         )
         self._judge_clients()
         # What needs explaining is the excess of clients that do not behave like real visitors:
@@ -349,6 +368,28 @@ class _Analyzer:
             recall=recall,
             collateral=collateral,
         )
+
+    def _covered(self, until: float) -> float:
+        """Seconds of baseline the log covers before ``until`` (a log younger than the
+        baseline covers less)."""
+        t = self.t
+        first = int(t.t[self.B].min()) if self.B.any() else None
+        return until - max(t.start, first - 1) if first is not None else 0.0
+
+    def _too_little(self, n_b: int, covered_b: float) -> str:
+        return (
+            f"the baseline ({format_duration(self.baseline)} before the window) has {n_b} "
+            f"requests over {format_duration(max(covered_b, 0))}: too little to tell what is "
+            "normal (it needs 5 minutes and some traffic); try a longer --baseline"
+        )
+
+    def _onset(self) -> float | None:
+        """When the odd traffic (clients that behave neither like real visitors nor like
+        clients the site wants) rose to the window's level, if that was inside the baseline
+        with normal traffic before it; else None."""
+        t = self.t
+        odd = ~(self.human | self.wanted)
+        return flood_onset(t.t[(self.W | self.B) & odd], float(t.t[self.B].min()), t.split, t.end)
 
     def _already_refused(self) -> BoolArray:
         """Requests the active controls refused (their logged status, and the rules agree)."""
@@ -709,7 +750,10 @@ class _Analyzer:
         t = self.t
         hit_b = c.mask & self.B
         clients_b = len(np.unique(t.client[hit_b])) if hit_b.any() else 0
-        reason = f"suggested: {c.explanation}"[:200]
+        reason = (
+            f"suggested {time.strftime('%H:%M', time.gmtime(t.end))} UTC: stops "
+            f"{max(0.0, min(1.0, c.excess / self.excess_total)) * 100:.0f} % of the excess"
+        )
         return Suggestion(
             id=f"s{i}",
             kind=c.rule.kind,
@@ -828,3 +872,33 @@ def _reason(text: str) -> str:
     """A reason the validators accept (printable, at most 200 characters)."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text)
     return cleaned[:200]
+
+
+def flood_onset(
+    times: np.ndarray[Any, Any], start: float, split: float, end: float
+) -> float | None:
+    """The start of the minute where a flood began inside the baseline ``[start, split)``, from
+    the times of the suspicious requests: the window's level (its mean per minute, which a
+    burst raises too) must be well above the early baseline's, and from the onset until the
+    window nearly every minute stays above halfway between them — the flood ran on into the
+    window.  None when there is no such rise, or it came with the window (or within a minute
+    of it), or fewer than three minutes of baseline came before it."""
+    n = int((end - start) // 60)
+    first_w = int((split - start) // 60) + 1  # the first whole minute of the window
+    if n - first_w < 1 or first_w < 6:
+        return None
+    minute = ((times - start) // 60).astype(np.int64)
+    counts = np.bincount(minute[(minute >= 0) & (minute < n)], minlength=n).astype(float)
+    level = float(counts[first_w:].mean())
+    early = float(np.median(counts[: max(3, (first_w - 1) // 3)]))
+    if level < 2 * early + 3 * math.sqrt(early) + 5:
+        return None
+    padded = np.concatenate([counts[:1], counts, counts[-1:]])
+    smooth = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
+    high = smooth[:first_w] > (early + level) / 2
+    # The share of high minutes from minute k to the window, for every k.
+    tail = np.cumsum(high[::-1])[::-1] / np.arange(first_w, 0, -1)
+    for k in range(3, first_w - 1):
+        if high[k] and tail[k] >= 0.9:
+            return start + (k - 1) * 60  # a minute early: the ramp is not normal either
+    return None

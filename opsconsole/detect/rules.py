@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..controls import validate
+from ..controls import edits, validate
+from ..controls import state as st
 from ..controls.ratelimit import RateLimiter, spread
 from ..errors import UsageError
 from .table import BoolArray, Table
@@ -94,6 +95,18 @@ class Rule:
             return f"limit each {per} to {self.rate}, burst {self.burst}"
         return "refuse " + " and ".join(c.describe() for c in self.conditions)
 
+    def edit(self, reason: str = "") -> edits.Edit:
+        """The change that applies it: what :meth:`command` asks for (the console's Enter)."""
+        if self.kind == "block":
+            return edits.block(self.targets, reason=reason)
+        if self.kind == "limit":
+            return edits.limit(self.rate, burst=self.burst, key=self.key)
+        return edits.add_filter(conditions=self.when(), reason=reason)
+
+    def when(self) -> list[tuple[str, str, str]]:
+        """Its conditions as the controls take them (field, pattern, match)."""
+        return [(c.field, c.pattern, _match(c.field)) for c in self.conditions]
+
     def command(self, service: str, reason: str, config_arg: str | None = None) -> str:
         """The command that applies it, runnable as printed (add ``--yes`` in a script)."""
         where = f" --config {shlex.quote(config_arg)}" if config_arg else ""
@@ -105,6 +118,26 @@ class Rule:
             return f"{head} limit {service} {self.rate} --burst {self.burst} --key {self.key}"
         args = " ".join(f"{FIELD_FLAGS[c.field]} {shlex.quote(c.pattern)}" for c in self.conditions)
         return f"{head} filter {service} {args}{why}"
+
+
+def _match(field_name: str) -> str:
+    return "exact" if field_name == "method" else "regex"
+
+
+def as_state(rules: Sequence[Rule]) -> st.ControlState:
+    """A control state with ``rules`` in force (to replay them with the controls' matching)."""
+    blocks: list[st.Block] = []
+    filters: list[st.Filter] = []
+    limit = st.RateLimit()
+    for i, r in enumerate(rules, 1):
+        if r.kind == "block":
+            blocks += [st.Block(t) for t in r.targets]
+        elif r.kind == "limit":
+            limit = st.RateLimit(r.rate, r.burst, r.key)
+        else:
+            when = tuple(st.Condition(f, p, m) for f, p, m in r.when())
+            filters.append(st.Filter(f"f{i}", when=when))
+    return st.ControlState(blocks=tuple(blocks), filters=tuple(filters), rate_limit=limit)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .rules import Condition, exact_condition, valid_conditions
-from .values import runs_regex, segment_shape, split_ext
+from .values import TOKENS, runs_regex, segment_shape, split_ext, token_regex
 
 if TYPE_CHECKING:
     from .analysis import _Analyzer
@@ -92,10 +92,28 @@ def _skeleton(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ..
     return tuple(out)
 
 
+ANY_DIRS = ("dirs*", b"")
+"""Any directories before a path's last segment: ``(.*/)?``."""
+
+
+def _tokens(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """The key with every token shape (hex, mixed case, letters and digits) as one ``tok``: a
+    flood's tokens drawn from one alphabet fall into several of them by chance."""
+    out = []
+    for shape, lit in key:
+        base, plus, ext = shape.partition("+")
+        out.append(("tok" + plus + ext, b"") if base in TOKENS else (shape, lit))
+    return tuple(out)
+
+
 def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str | None:
     """One regex for the paths of one shape, with the lengths they showed."""
     pieces: list[bytes] = []
     segs_of = [u[1:].split(b"/") for u in uris]
+    if key[0] == ANY_DIRS:  # (any directories, then the last segment's shape)
+        segs_of = [[s[-1]] for s in segs_of]
+        last = _shape_regex(key[1:], [b"/" + s[0] for s in segs_of])
+        return None if last is None else "^/(.*/)?" + last[2:]
     for depth, (shape, lit) in enumerate(key):
         if shape == "tail":
             pieces[-1] += rb"(/.*)?"
@@ -132,6 +150,8 @@ def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str |
             words = [n.count(b"-") + 1 for n in names]
             lo, hi = min(words), max(words)
             body = rb"[a-z]+" + rb"-[a-z]+" * (lo - 1) + rb"(-[a-z]+)?" * min(3, hi - lo + 1)
+        elif base == "tok":
+            body = token_regex(list(names))
         else:
             from .values import segment_regex
 
@@ -190,6 +210,11 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
         sk = _skeleton(key)
         if sk != key:
             merged[sk].extend(members)
+        tk = _tokens(key)
+        if tk != key:
+            merged[tk].extend(members)
+        if tk[-1][0].partition("+")[0] == "tok" and len(tk) > 1:
+            merged[(ANY_DIRS, tk[-1])].extend(members)  # the same token at any depth
     ranked = sorted(groups.items(), key=lambda kv: -int(w[kv[1]].sum()))[:MAX_SHAPES]
     ranked += sorted(merged.items(), key=lambda kv: -int(w[kv[1]].sum()))[: MAX_SHAPES // 2]
     for key, members in ranked:

@@ -286,6 +286,15 @@ _SHAPES: tuple[tuple[str, bytes, re.Pattern[bytes]], ...] = (
     ("b62", b"[A-Za-z0-9]", re.compile(rb"[A-Za-z0-9]+")),
     ("b64url", b"[A-Za-z0-9_-]", re.compile(rb"[A-Za-z0-9_-]+")),
 )  # fmt: skip
+_MARKED: dict[str, tuple[bytes, bytes]] = {
+    "alnum": (b"[a-z0-9]", b"([a-z][0-9]|[0-9][a-z])"),
+    "b62": (b"[A-Za-z0-9]", b"([a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z])"),
+    "b64url": (b"[A-Za-z0-9_-]", b"([a-z][A-Z]|[A-Za-z][0-9]|[0-9][A-Za-z]|_)"),
+}
+"""Token shapes as (their characters, the mark a word of the site's lacks): a letter beside a
+digit, a capital after a small letter (``iPhone``, not ``About`` or ``FAQ``), an underscore."""
+TOKENS = frozenset({"alnum", "b62", "b64url", "hex", "HEX"})
+"""Shapes of invented tokens, merged as ``tok`` (one flood draws them from one alphabet)."""
 _UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _SLUG_PART = rb"[a-z]+"
 
@@ -370,6 +379,26 @@ def split_ext(seg: bytes) -> tuple[bytes, bytes]:
     return seg, b""
 
 
+def token_regex(names: list[bytes]) -> bytes:
+    """A regex for tokens of several shapes (:data:`TOKENS`): the characters they use, a mark
+    one of them needs (as in :data:`_MARKED`), the longest length seen."""
+    joined = b"".join(names)
+    upper = any(n.isalnum() and not n.islower() for n in names) or bool(
+        joined.translate(None, b"abcdefghijklmnopqrstuvwxyz0123456789_-")
+    )
+    chars = b"A-Za-z0-9" if upper else b"a-z0-9"
+    marks = [b"[a-z][A-Z]", b"[A-Za-z][0-9]", b"[0-9][A-Za-z]"] if upper else [
+        b"[a-z][0-9]", b"[0-9][a-z]"]  # fmt: skip
+    if b"_" in joined:
+        chars += b"_"
+        marks.append(b"_")
+    if b"-" in joined:
+        chars += b"-"
+    cls = b"[" + chars + b"]"
+    room = b"{0,%d}" % max(1, min(1000, max(len(n) for n in names)))
+    return cls + room + b"(" + b"|".join(marks) + b")" + cls + room
+
+
 def segment_regex(shape: str, lengths: tuple[int, int]) -> bytes:
     """A regex for segments of ``shape`` whose lengths were ``lengths`` (min, max)."""
     lo, hi = lengths
@@ -385,6 +414,14 @@ def segment_regex(shape: str, lengths: tuple[int, int]) -> bytes:
             + f"{words_lo - 1},{words_hi - 1}".encode()
             + b"}"
         )
+    marked = _MARKED.get(shape)
+    if marked is not None:
+        # An invented token carries a mark the site's own words lack (see _MARKED): the regex
+        # requires one.  Its length is bounded above only (this dialect has no lookahead to
+        # bound it on both sides).
+        chars, mark = marked
+        room = b"{0,%d}" % max(1, min(1000, hi))
+        return chars + room + mark + chars + room
     cls = next(c for n, c, _ in _SHAPES if n == shape) if shape != "other" else b"[^/]"
     # A little room on both sides: the flood draws its lengths from a range we saw part of.
     lo, hi = max(1, lo - 1), min(1000, hi + 2)
