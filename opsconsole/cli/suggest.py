@@ -200,8 +200,9 @@ def render(result: Any, config_arg: str | None = None) -> str:
         return "\n".join(lines)
     rec = result.recommended
     lines.append("")
+    around = "The attack goes around the rules in force.  " if result.active_rules else ""
     lines += _wrap(
-        f"Recommended: {len(rec)} rule{'s' if len(rec) != 1 else ''} stopping "
+        f"{around}Recommended: {len(rec)} rule{'s' if len(rec) != 1 else ''} stopping "
         f"{result.recall * 100:.0f} % of the excess and {result.collateral * 100:.2f} % of "
         "normal (baseline) traffic.  Apply them one by one, each previewed; the commands:"
     )

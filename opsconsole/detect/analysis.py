@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from ..controls.matching import Matcher, Request
 from ..controls.state import ControlState
 from ..durations import format_duration
 from ..errors import UsageError
@@ -49,6 +48,7 @@ from .rules import (
     exact_condition,
     filter_mask,
     limit_mask,
+    state_masks,
     valid_conditions,
 )
 from .shapes import path_candidates
@@ -121,6 +121,8 @@ class Analysis:
     collateral: float = 0.0
     already_stopped: int = 0
     """Window requests the active controls already refuse (set aside)."""
+    active_rules: tuple[tuple[str, int], ...] = ()
+    """Per rule in force (``blocks``, a filter id, ``rate limit``): window requests it refuses."""
     window_rps: float = 0.0
     baseline_rps: float = 0.0
     anchored_at: float | None = None
@@ -150,6 +152,7 @@ class Analysis:
             recall=round(self.recall, 4),
             collateral=round(self.collateral, 5),
             already_stopped=self.already_stopped,
+            active_rules=[{"rule": r, "window_requests": n} for r, n in self.active_rules],
             window_rps=round(self.window_rps, 2),
             baseline_rps=round(self.baseline_rps, 2),
             anchored_at=_iso(self.anchored_at) if self.anchored_at else None,
@@ -265,6 +268,8 @@ class _Analyzer:
         self.base = Analysis(service, window, baseline, "not-enough-data")
         self.addresses: Addresses | None = None
         self.notes: list[str] = []
+        self.active: dict[str, int] = {}
+        """Window requests each rule in force refuses (the first rule that matches)."""
 
     # -- 1. the excess ----------------------------------------------------------------------
 
@@ -276,8 +281,9 @@ class _Analyzer:
         n_w, n_b = int(self.W.sum()), int(self.B.sum())
         stopped = int((t.window & active).sum())
         base = replace(
-            self.base, window_requests=n_w, baseline_requests=n_b, already_stopped=stopped
-        )
+            self.base, window_requests=n_w, baseline_requests=n_b, already_stopped=stopped,
+            active_rules=tuple(self.active.items()),
+        )  # fmt: skip
         if n_w == 0:
             why = "no request in the window"
             if stopped:
@@ -392,26 +398,26 @@ class _Analyzer:
         return flood_onset(t.t[(self.W | self.B) & odd], float(t.t[self.B].min()), t.split, t.end)
 
     def _already_refused(self) -> BoolArray:
-        """Requests the active controls refused (their logged status, and the rules agree)."""
+        """Requests the rules in force refuse — whether they were logged before or after the
+        rule came (the window goes on holding the flood that was answered before it) — and
+        those the rate limit refused (429: its decisions depend on the timing nginx saw).
+        Each rule's share of the window is kept for the findings."""
         t = self.t
         out = np.zeros(len(t), dtype=bool)
         st = self.state
         if st is None or not (st.blocks or st.filters or st.rate_limit.rate):
             return out
-        matcher = Matcher(replace(st, maintenance=replace(st.maintenance, on=False)))
-        refused = np.isin(t.status, (403, 444, 429))
-        cols = self.cols
-        for i in np.flatnonzero(refused).tolist():
-            agent, ref = cols.agents[t.agent[i]], cols.referers[t.referer[i]]
-            uri = cols.uri[t.target[i]]
-            if uri is None:
-                continue
-            req = Request(t.clients[t.client[i]].decode("ascii", "replace"),
-                          t.methods[t.method[i]], uri, agent.text, ref.text)  # fmt: skip
-            if matcher.blocked_by(req.client) or matcher.filtered_by(req):
-                out[i] = True
-            elif t.status[i] == 429:
-                out[i] = True  # the rate limit: its decision depends on timing nginx saw
+        for rule, mask in state_masks(st, self.cols).items():
+            n = int((mask & t.window & ~out).sum())
+            if n:
+                self.active[rule] = n
+            out |= mask
+        if st.rate_limit.rate:
+            limited = t.status == 429
+            n = int((limited & t.window & ~out).sum())
+            if n:
+                self.active["rate limit"] = n
+            out |= limited
         return out
 
     # -- 2. who the window's clients are ----------------------------------------------------
@@ -816,7 +822,16 @@ class _Analyzer:
         t = self.t
         W = self.W
         excess = self.excess_total
-        lines = [
+        lines = []
+        if self.active:
+            total = self.n_w + base.already_stopped
+            each = ", ".join(f"{rule} {n}" for rule, n in self.active.items())
+            lines.append(
+                f"The rules in force refuse {base.already_stopped} of the window's {total} "
+                f"requests ({base.already_stopped / total * 100:.0f} %: {each}); set aside, what "
+                "follows is the traffic that goes around them."
+            )
+        lines += [
             f"{self.n_w} requests in the window ({base.window_rps:.1f}/s) against "
             f"{base.baseline_rps:.1f}/s before: {excess / self.n_w * 100:.0f} % of them are "
             "beyond the baseline's rate."

@@ -250,6 +250,32 @@ def filter_mask(cols: Columns, conditions: Sequence[Condition]) -> BoolArray:
     return out
 
 
+def state_masks(state: st.ControlState, cols: Columns) -> dict[str, BoolArray]:
+    """The requests each rule in force matches, with nginx's matching: ``blocks`` (every block
+    together) and each filter by its id.  Maintenance and the rate limit are not rules of this
+    kind (the rate limit's decisions depend on timing)."""
+    from ..controls.matching import Matcher
+
+    t = cols.table
+    out: dict[str, BoolArray] = {}
+    if state.blocks:
+        m = Matcher(st.ControlState(blocks=state.blocks))
+        inside = np.array(
+            [m.blocked_by(c.decode("ascii", "replace")) is not None for c in t.clients], dtype=bool
+        )
+        out["blocks"] = block_mask(inside, cols)
+    for f in state.filters:
+        conds = []
+        for c in f.when:
+            if c.match == "exact" and c.field != "method":
+                value = c.pattern.encode("utf-8")
+                conds.append(Condition(c.field, "^" + re.escape(c.pattern) + "$", literal=value))
+            else:
+                conds.append(Condition(c.field, c.pattern))
+        out[f.id] = filter_mask(cols, conds)
+    return out
+
+
 def block_mask(inside: BoolArray, cols: Columns) -> BoolArray:
     """The requests of the clients ``inside`` the blocked networks (one flag per client)."""
     out: BoolArray = inside[cols.table.client]
