@@ -312,7 +312,7 @@ async def test_a_host_key_refusal_fails_the_server_at_once_without_retrying(
         with pytest.raises(HostKeyError):
             await pool.get("web1")  # remembered, not tried again
         assert [s.state for s in seen] == [LinkState.CONNECTING, LinkState.FAILED]
-        assert pool.status("web1").describe().startswith("failed: web1: host key of 127.0.0.1")
+        assert pool.status("web1").describe().startswith("failed: host key of 127.0.0.1")
         public = sshd.host_key.export_public_key().decode().split()[:2]
         sshd.known_hosts.write_text(f"[127.0.0.1]:{sshd.port} {' '.join(public)}\n")  # fixed…
         pool.reset("web1")  # …and the operator asks for another try

@@ -62,7 +62,8 @@ async def test_an_unreachable_server_and_a_missing_log_show_in_their_rows(tmp_pa
 
         await until(pilot, lambda: "refused" in strip().lower())
         assert "gone◐" in row_text("dead")  # retrying with backoff: a warning, not the end
-        assert "retrying" in strip() and "gone" in strip()
+        assert "retrying" in strip() and "gone" in strip()  # in 4s, or now (the next attempt)
+        assert "gone: cannot reach" not in strip()  # the name once, beside the reason
         table.move_cursor(row=table.get_row_index("nolog"))
 
         def detail() -> str:

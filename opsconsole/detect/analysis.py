@@ -297,9 +297,10 @@ class _Analyzer:
         self._judge_clients()
         onset = self._onset()
         if onset is not None:
-            # The flood began inside the baseline: what came after it is not normal traffic.
-            self.B = self.B & (t.t < onset)
-            n_b, covered_b = int(self.B.sum()), self._covered(onset)
+            # The flood began inside the baseline: what came after it (and the minute before,
+            # which may hold its first requests) is not normal traffic.
+            self.B = self.B & (t.t < onset - 60)
+            n_b, covered_b = int(self.B.sum()), self._covered(onset - 60)
             stamp = time.strftime("%H:%M", time.gmtime(onset))
             if n_b < MIN_BASELINE_REQUESTS or covered_b < MIN_BASELINE_SECONDS:
                 return replace(
@@ -314,7 +315,7 @@ class _Analyzer:
                 )
             self.notes.append(
                 f"the odd traffic began at {stamp} UTC, inside the baseline: the baseline is "
-                f"the {format_duration(covered_b)} before it"
+                f"the {format_duration(60 * round(covered_b / 60))} before it"
             )
             self.n_b = n_b
             self.ratio = t.window_seconds / covered_b
@@ -895,9 +896,10 @@ def flood_onset(
     """The start of the minute where a flood began inside the baseline ``[start, split)``, from
     the times of the suspicious requests: the window's level (its mean per minute, which a
     burst raises too) must be well above the early baseline's, and from the onset until the
-    window nearly every minute stays above halfway between them — the flood ran on into the
-    window.  None when there is no such rise, or it came with the window (or within a minute
-    of it), or fewer than three minutes of baseline came before it."""
+    window nearly every minute stays above the early baseline's range, at a good part of the
+    window's level — the flood ran on into the window, in bursts or not.  None when there is
+    no such rise, or it came with the window, or fewer than three minutes of baseline came
+    before it."""
     n = int((end - start) // 60)
     first_w = int((split - start) // 60) + 1  # the first whole minute of the window
     if n - first_w < 1 or first_w < 6:
@@ -906,14 +908,13 @@ def flood_onset(
     counts = np.bincount(minute[(minute >= 0) & (minute < n)], minlength=n).astype(float)
     level = float(counts[first_w:].mean())
     early = float(np.median(counts[: max(3, (first_w - 1) // 3)]))
+    noise = early + 3 * math.sqrt(early) + 5
     if level < 2 * early + 3 * math.sqrt(early) + 5:
         return None
-    padded = np.concatenate([counts[:1], counts, counts[-1:]])
-    smooth = np.median(np.stack([padded[:-2], padded[1:-1], padded[2:]]), axis=0)
-    high = smooth[:first_w] > (early + level) / 2
-    # The share of high minutes from minute k to the window, for every k.
-    tail = np.cumsum(high[::-1])[::-1] / np.arange(first_w, 0, -1)
+    above = counts[:first_w] > noise
+    # The share of minutes above the range from minute k to the window, for every k.
+    tail = np.cumsum(above[::-1])[::-1] / np.arange(first_w, 0, -1)
     for k in range(3, first_w - 1):
-        if high[k] and tail[k] >= 0.9:
-            return start + (k - 1) * 60  # a minute early: the ramp is not normal either
+        if above[k] and tail[k] >= 0.9 and counts[k:first_w].mean() >= 0.25 * level:
+            return start + k * 60
     return None

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..text import unprefixed
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -123,12 +125,16 @@ class ServerStatus:
     """time.monotonic() of the next attempt while RETRYING."""
 
     def describe(self) -> str:
+        """For people, beside the server's name: ``retrying in 4s: cannot reach …`` (the
+        reason without the name in front), ``retrying now: …`` during the next attempt."""
         if self.state is LinkState.RETRYING and self.retry_at is not None:
             left = max(0.0, self.retry_at - time.monotonic())
             text = f"retrying in {left:.0f}s"
+        elif self.state is LinkState.CONNECTING and self.detail:
+            text = "retrying now"  # an attempt after a failure: the detail is that failure
         else:
             text = self.state.value
-        return f"{text}: {self.detail}" if self.detail else text
+        return f"{text}: {unprefixed(self.detail, self.server)}" if self.detail else text
 
 
 @dataclass

@@ -137,7 +137,7 @@ class ConnectionPool:
         slot = self._slot(server)
         if slot.status.state is LinkState.FAILED:
             slot.error = None
-            self._set(slot, LinkState.CONNECTING, "waiting for the next attempt")
+            self._set(slot, LinkState.CONNECTING)  # reads "connecting" until the next get()
 
     async def _connect(self, slot: _Slot) -> Transport:
         server = slot.server
