@@ -158,6 +158,14 @@ def test_nginx_refuses_what_the_suggestion_says(lab: Lab, name: str, seed: int) 
     assert recall >= 0.9
     assert abs(recall - data["recall"]) <= 0.08, (recall, data["recall"])
     assert collateral <= 0.02 and data["collateral"] <= 0.005
+    # `controls` says what each rule stops now, from the log: the replay's refusals, by rule.
+    stops = json.loads(op.ok("controls", "www", "--json"))["stops_now"]
+    assert sum(e["requests"] for e in stops["rules"]) == sum(refused)
+    assert stops["unattributed"] == 0
+    assert {e["rule"] for e in stops["rules"] if e["requests"]} <= {
+        "blocks",
+        *(f["id"] for f in controls["servers"]["web1"]["filters"]),
+    }
     # Asked again, what the applied rules refuse is set aside (the window still holds the flood
     # answered before them), and no applied rule is suggested again.
     again = json.loads(op.ok("suggest", "www", "--json"))

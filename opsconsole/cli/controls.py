@@ -1,7 +1,10 @@
 """``opsconsole controls SERVICE [--json]``: the control state held by every server (DESIGN §7).
 
-A thin front end over :func:`opsconsole.controls.read_controls`.  With ``--json`` it prints
-``ControlsReport.to_dict()`` — ``{"service", "consistent", "servers": {name: <state>}}``; as text,
+A thin front end over the session's ``controls`` and ``effects``.  With ``--json`` it prints
+``ControlsReport.to_dict()`` — ``{"service", "consistent", "servers": {name: <state>}}`` — plus
+``stops_now``: what each rule in force refused in the last minute of the logs (``{"span",
+"requests", "rules": [{"rule", "requests", "rps", "share", "what"}], "unattributed"}``, null
+without rules or a readable log); as text,
 per server its version, who changed it last, a pending confirmation or an interrupted apply, then
 the controls (once when every server agrees): maintenance, rate limit, filters and blocks with
 their expiry.  Exit status: 0 read from every server, 1 a server could not be read.
@@ -45,10 +48,21 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-async def fetch(config: Config, service: str) -> ControlsReport:
+async def fetch(config: Config, service: str) -> tuple[ControlsReport, Any]:
+    """The controls, and what each rule in force refused in the last minute of the logs (None
+    when there is no rule, or no log could be read)."""
     session = Session(config)
     try:
-        return await session.controls(service)
+        report = await session.controls(service)
+        states = [s.state for s in report.servers.values() if s.state is not None]
+        state = states[0] if states else None
+        if state is None or not (state.blocks or state.filters or state.rate_limit.rate
+                                 or state.maintenance.on):  # fmt: skip
+            return report, None
+        effects, feeds = await session.effects(service, state)
+        if all(f.error for f in feeds.values()):
+            return report, None
+        return report, effects
     finally:
         await session.close()
 
@@ -56,11 +70,15 @@ async def fetch(config: Config, service: str) -> ControlsReport:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.service(args.service)
-    report = run_async(fetch(config, args.service))
+    report, effects = run_async(fetch(config, args.service))
     if args.json:
-        print(json.dumps(report.to_dict()))
+        out = report.to_dict()
+        out["stops_now"] = effects.to_dict() if effects is not None else None
+        print(json.dumps(out))
     else:
         print(render(report, args.config))
+        if effects is not None:
+            print(render_effects(effects))
     failed = {n: s.error for n, s in report.servers.items() if s.error}
     for name, error in failed.items():
         print(f"opsconsole: {name}: {error}", file=sys.stderr)
@@ -138,4 +156,18 @@ def render(report: ControlsReport, config_arg: str | None = None) -> str:
             assert s.state is not None
             lines.append(f"controls on {s.server}:")
             lines += render_state(s.state, now)
+    return "\n".join(lines)
+
+
+def render_effects(effects: Any) -> str:
+    """What each rule in force refused in the last minute of the log."""
+    head = (f"stopping now (the last {format_duration(effects.span)} of the log: "
+            f"{effects.requests} requests):")  # fmt: skip
+    lines = [head]
+    for e in effects.rules:
+        lines.append(
+            f"  {e.rule:<11} {e.rps:8.1f} req/s {e.share * 100:4.0f} %  {shown(e.what)}"[:100]
+        )
+    if effects.unattributed:
+        lines.append(f"  {effects.unattributed} other refusals (403/444) match no rule in force")
     return "\n".join(lines)

@@ -215,7 +215,7 @@ def analyze(
             f"{format_duration(window)} before it"
         )
     table = log.table(end - window - baseline, end - window, end)
-    cols = _columns(table, own_hosts)
+    cols = columns(table, own_hosts)
     result = _Analyzer(table, cols, service, window, baseline, budget, state, config_arg).run()
     return replace(
         result,
@@ -225,7 +225,8 @@ def analyze(
     )
 
 
-def _columns(table: Table, own_hosts: Iterable[str]) -> Columns:
+def columns(table: Table, own_hosts: Iterable[str] = ()) -> Columns:
+    """The table's distinct values as nginx matches them (and this site's own referer hosts)."""
     hosts = frozenset(h.lower().encode() for h in own_hosts)
     targets = [values.target(t) for t in table.targets]
     agents = [values.agent(a) for a in table.agents]
@@ -309,8 +310,13 @@ class _Analyzer:
                     reason=(
                         f"the odd traffic began at {stamp} UTC, inside the baseline: the "
                         f"{format_duration(max(covered_b, 0))} of baseline before it "
-                        f"({n_b} requests) are too little to tell what is normal; try a longer "
-                        "--baseline (such as 2h), which is cut where the flood began"
+                        f"({n_b} requests) are too little to tell what is normal; "
+                        + (
+                            "the log holds nothing older"
+                            if self._log_younger()
+                            else "try a longer --baseline (such as 2h), which is cut where "
+                            "the flood began"
+                        )
                     ),
                 )
             self.notes.append(
@@ -349,12 +355,19 @@ class _Analyzer:
                 and (self.W & self.human).sum() > 0.3 * n_w
             ):
                 reason = self._why_nothing()
+            elif self.active:
+                reason = (
+                    f"what goes around the rules in force ({base.window_rps:.1f} req/s, "
+                    f"{change:+.0f} % on the baseline's {base.baseline_rps:.1f} req/s) is "
+                    "within the baseline's range: nothing more to separate"
+                )
             else:
                 reason = (
                     f"the window's traffic ({base.window_rps:.1f} req/s, {change:+.0f} % on the "
                     f"baseline's {base.baseline_rps:.1f} req/s) holds nothing beyond the "
                     "baseline's range that real visitors would not explain: nothing to separate"
                 )
+                reason += self._flooded_baseline(odd)
             return replace(
                 base, status="no-anomaly", reason=reason, findings=tuple(self._findings(base))
             )
@@ -382,6 +395,33 @@ class _Analyzer:
         t = self.t
         first = int(t.t[self.B].min()) if self.B.any() else None
         return until - max(t.start, first - 1) if first is not None else 0.0
+
+    def _flooded_baseline(self, odd: BoolArray) -> str:
+        """A warning when the baseline itself looks like a flood (most of it from clients that
+        behave like no visitor, mostly answered with errors): the window is then compared with
+        the flood, not with normal traffic."""
+        t = self.t
+        odd_b = self.B & odd
+        share = float(odd_b.sum()) / max(self.n_b, 1)
+        errors = float((odd_b & (t.status >= 400)).sum()) / max(int(odd_b.sum()), 1)
+        if share < 0.3 or errors < 0.5:
+            return ""
+        older = (
+            "the log holds nothing older"
+            if self._log_younger()
+            else "if the flood is older than the baseline, compare with a longer one "
+            "(--baseline 2h or more: it is cut where the flood began)"
+        )
+        return (
+            f" — but the baseline looks flooded too: {share * 100:.0f} % of it comes from "
+            f"clients that behave like no visitor, {errors * 100:.0f} % of that answered with "
+            f"errors; {older}"
+        )
+
+    def _log_younger(self) -> bool:
+        """Whether the log begins inside the baseline (a longer one would add nothing)."""
+        t = self.t
+        return bool(self.B.any()) and float(t.t[self.B].min()) > t.start + 60
 
     def _too_little(self, n_b: int, covered_b: float) -> str:
         return (
@@ -841,10 +881,15 @@ class _Analyzer:
         per = np.bincount(t.client[W & ~self.known_client])
         per = per[per > 0]
         if len(clients):
+            sent = int((W & ~self.known_client).sum())
             lines.append(
-                f"{len(clients)} addresses the baseline never saw sent "
-                f"{int((W & ~self.known_client).sum())} requests, "
-                f"{float(np.median(per)):.0f} each (median), at most {int(per.max())}."
+                f"{_n(len(clients), 'address', 'addresses')} the baseline never saw sent "
+                f"{_n(sent, 'request')}"
+                + (
+                    f", {float(np.median(per)):.0f} each (median), at most {int(per.max())}."
+                    if len(clients) > 1
+                    else "."
+                )
             )
         status = t.status[W]
         share404 = float((status == 404).mean()) if len(status) else 0.0
@@ -872,6 +917,10 @@ class _Analyzer:
             "no rule nginx can enforce stops them without stopping real visitors within the "
             f"budget ({self.budget * 100:g} % of baseline requests)"
         )
+
+
+def _n(count: int, word: str, plural: str | None = None) -> str:
+    return f"{count} {word if count == 1 else plural or word + 's'}"
 
 
 def _ordered(conditions: Iterable[Condition]) -> tuple[Condition, ...]:
@@ -907,7 +956,7 @@ def flood_onset(
     minute = ((times - start) // 60).astype(np.int64)
     counts = np.bincount(minute[(minute >= 0) & (minute < n)], minlength=n).astype(float)
     level = float(counts[first_w:].mean())
-    early = float(np.median(counts[: max(3, (first_w - 1) // 3)]))
+    early = float(np.median(counts[: max(3, min(5, (first_w - 1) // 3))]))  # its first minutes
     noise = early + 3 * math.sqrt(early) + 5
     if level < 2 * early + 3 * math.sqrt(early) + 5:
         return None

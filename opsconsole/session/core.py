@@ -36,6 +36,7 @@ from ..controls.remote import read_controls
 from ..controls.report import ApplyReport, ControlsReport
 from ..controls.settle import Settle, settle_change
 from ..controls.setup import SetupReport, setup_service
+from ..controls.state import ControlState
 from ..controls.timeline import Timeline, collect_timeline, local_events
 from ..errors import UsageError
 from ..fleet import Fleet, ServerFeed
@@ -47,6 +48,7 @@ from ..transport.base import Transport, TransportError, Unreachable
 
 if TYPE_CHECKING:  # numpy is imported only by the commands that analyse
     from ..detect.analysis import Analysis
+    from ..detect.effects import Effects
 
 CONNECT_ATTEMPTS = 2
 """Connection attempts per server for a one-shot command (the CLI); a live session retries on."""
@@ -229,6 +231,26 @@ class Session:
             )
         )  # fmt: skip
         return result, feeds
+
+    async def effects(
+        self, service: str, state: ControlState | None = None, *, span: float = 60.0
+    ) -> tuple[Effects, dict[str, ServerFeed]]:
+        """What each rule in force on ``service`` refused in the last ``span`` seconds of its
+        servers' logs (``state``: the controls, read when not given)."""
+        from ..detect import RequestLog, detect_format
+        from ..detect.effects import rule_effects
+
+        svc = self.config.service(service)
+        if state is None:
+            report = await self.controls(service)
+            states = [s.state for s in report.servers.values() if s.state is not None]
+            state = states[0] if states else ControlState()
+        log = RequestLog(detect_format(svc.log_format))
+        now = time.time()
+        feeds = await self.fleet.read_into(service, now - span - 2, log)
+        chosen = state
+        effects = await self.fleet.work(lambda: rule_effects(log, chosen, span=span, now=now))
+        return effects, feeds
 
     def local_events(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
         names = list(services) if services is not None else list(self.config.services)
