@@ -27,9 +27,13 @@ from opsconsole.controls import (
 from opsconsole.controls.report import Outcome
 from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, RateLimit
 from opsconsole.controls.timeline import merge_events
+from opsconsole.detect.analysis import Analysis, Suggestion
+from opsconsole.detect.effects import Effects, RuleEffect
+from opsconsole.detect.rules import Condition, Rule
 from opsconsole.fleet import FeedState, ServerFeed
 from opsconsole.health import FleetHealth, ServerHealth, ServiceHealth, Status
 from opsconsole.session import ControlsEvent, Intent, OnProgress, Preview
+from opsconsole.session.live import SuggestEvent
 from opsconsole.stats.snapshot import Snapshot, TopEntry
 from opsconsole.transport import LinkState, ServerStatus
 from opsconsole.ui.app import OpsConsoleApp
@@ -118,6 +122,41 @@ def fake_controls(service: str) -> ControlsReport:
     )
 
 
+def fake_suggestions(service: str) -> SuggestEvent:
+    """A fixed analysis: www under a flood with two rules recommended, the others quiet."""
+    if service != "www":
+        why = ("the window's traffic (3.1 req/s, +4 % on the baseline's 3.0 req/s) holds nothing "
+               "beyond the baseline's range that real visitors would not explain")  # fmt: skip
+        quiet = Analysis(service, 600, 1800, "no-anomaly", why)
+        return SuggestEvent(service, quiet, at=NOW - 12)
+    shape = Rule("filter", conditions=(Condition("path", "^/[0-9a-f]{7,18}$"),))
+    block = Rule("block", targets=("198.18.0.0/16", "198.19.0.0/16", "2001:db8:ff00::/40"))
+    ua = Rule("filter", conditions=(Condition("user_agent", "^python-requests/"),
+                                    Condition("referer", "^$")))  # fmt: skip
+    sample = '198.18.7.9 [14:58:02] "GET /3fa9c0d1e2" 404 "-" "Mozilla/5.0 (X11; Linux)"'
+    suggestions = (
+        Suggestion("s1", "filter", shape, 0.62, 0.0, 0, 0.57, True,
+                   "Stops 62 % of the excess: paths shaped ^/[0-9a-f]{7,18}$ (12912 of them, "
+                   "none in the baseline). No baseline request matches it.", (sample,),
+                   "opsconsole filter www --path '^/[0-9a-f]{7,18}$' --reason 'suggested'",
+                   stopped=12997, reason="suggested 14:59 UTC: stops 62 % of the excess"),
+        Suggestion("s2", "block", block, 0.38, 0.0, 0, 0.35, True,
+                   "Stops 38 % of the excess: 3 networks holding 13025 attacking addresses.",
+                   (sample,), "opsconsole block www 198.18.0.0/16 198.19.0.0/16 "
+                   "2001:db8:ff00::/40 --reason 'suggested'", stopped=7967,
+                   reason="suggested 14:59 UTC: stops 38 % of the excess"),
+        Suggestion("s3", "filter", ua, 0.12, 0.0021, 3, 0.11, False,
+                   "Stops 12 % of the excess: the user agent family python-requests, and no "
+                   "referer.", (sample,), "opsconsole filter www --user-agent "
+                   "'^python-requests/' --referer '^$'", wanted_hits=("Googlebot: 2 requests",),
+                   stopped=2500),
+    )  # fmt: skip
+    analysis = Analysis("www", 600, 1800, "ok", None, 22764, 5400, 20964, suggestions,
+                        recall=0.99, collateral=0.0)  # fmt: skip
+    effects = Effects(60.0, 2268, (RuleEffect("blocks", 2103, 34.8, 0.92, "3 blocks"),))
+    return SuggestEvent("www", analysis, effects, at=NOW - 12)
+
+
 class FakeSource:
     """Fixed data in the shape of :class:`opsconsole.session.LiveSession` (only for snapshot
     determinism: every behaviour is proven against the real lab elsewhere)."""
@@ -151,6 +190,15 @@ class FakeSource:
 
     def known_controls(self, service: str) -> ControlsEvent | None:
         return ControlsEvent(service, fake_controls(service))
+
+    def known_suggestions(self, service: str) -> SuggestEvent | None:
+        return fake_suggestions(service)
+
+    def watch_suggestions(self, service: str, on: bool = True) -> None:
+        pass
+
+    def refresh_suggestions(self, service: str) -> None:
+        pass
 
     async def stop(self) -> None:
         pass
@@ -311,6 +359,14 @@ async def _controls(pilot: Pilot[Any]) -> None:
     await _settle(pilot)
 
 
+async def _suggestion(pilot: Pilot[Any]) -> None:
+    await _fleet(pilot)
+    await pilot.press("down", "down", "down", "enter")  # www (the last row), under attack
+    await _settle(pilot)
+    await pilot.press("e")  # the first suggested rule's effect on the live window
+    await _settle(pilot)
+
+
 async def _audit(pilot: Pilot[Any]) -> None:
     await _fleet(pilot)
     await pilot.press("A")
@@ -328,6 +384,7 @@ SCREENS: dict[str, Callable[[Pilot[Any]], Awaitable[None]]] = {
     "service": _service,
     "action": _action,
     "controls": _controls,
+    "suggestion": _suggestion,
     "audit": _audit,
     "help": _help,
 }

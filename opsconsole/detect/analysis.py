@@ -81,6 +81,8 @@ class Suggestion:
     """Clients the site wants that the rule would stop, by name (``Googlebot: 3 requests``)."""
     stopped: int = 0
     """Window requests it stops."""
+    reason: str = ""
+    """The reason its command records (the console applies it with the same)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -813,6 +815,7 @@ class _Analyzer:
             explanation=self._explain(c),
             samples=self._samples(c.mask & self.W),
             command=c.rule.command(self.service, _reason(reason), self.config_arg),
+            reason=_reason(reason),
             human_share=c.human / c.stopped_w if c.stopped_w else 0.0,
             wanted_hits=self._wanted_hits(c.mask),
             stopped=c.stopped_w,

@@ -204,7 +204,25 @@ class Session:
         servers' logs read back over ``window + baseline``, the controls in force read so that
         what they already refuse is set aside, then the analysis in the fleet's worker thread.
         Returns the analysis and, per server, how its log read went."""
+        result, _effects, feeds = await self.analyse(
+            service, window=window, baseline=baseline, budget=budget, progress=progress
+        )
+        return result, feeds
+
+    async def analyse(
+        self,
+        service: str,
+        *,
+        window: float = 600.0,
+        baseline: float = 1800.0,
+        budget: float = 0.005,
+        progress: HistoryProgress | None = None,
+        effects: bool = False,
+    ) -> tuple[Analysis, Effects | None, dict[str, ServerFeed]]:
+        """:meth:`suggest`, and with ``effects`` what each rule in force stopped in the last
+        minute (from the same read: the console's suggestions panel and fleet row)."""
         from ..detect import RequestLog, analyze, detect_format
+        from ..detect.effects import rule_effects
 
         svc = self.config.service(service)
         span = window + baseline
@@ -224,13 +242,17 @@ class Session:
         except Exception:  # the analysis does not need the controls; it says less without them
             state = None
         hosts = [urlsplit(svc.url).hostname or ""] if svc.url else []
-        result = await self.fleet.work(
-            lambda: analyze(
+
+        def work() -> tuple[Analysis, Effects | None]:
+            result = analyze(
                 log, service, window=window, baseline=baseline, budget=budget, now=now,
                 own_hosts=[h for h in hosts if h], state=state, config_arg=self.config_arg,
-            )
-        )  # fmt: skip
-        return result, feeds
+            )  # fmt: skip
+            stops = rule_effects(log, state, now=now) if effects and state is not None else None
+            return result, stops
+
+        result, stops = await self.fleet.work(work)
+        return result, stops, feeds
 
     async def effects(
         self, service: str, state: ControlState | None = None, *, span: float = 60.0

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..controls.report import ControlsReport
@@ -29,6 +30,10 @@ from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
 from .core import Session
+
+if TYPE_CHECKING:  # numpy is imported only once an analysis runs
+    from ..detect.analysis import Analysis
+    from ..detect.effects import Effects
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,39 @@ PENDING_INTERVAL = 1.0
 """…and while a change of that service awaits confirmation: a revert shows within a second."""
 REVERT_SHOWN = 120.0
 """Seconds a service's row keeps saying that its servers reverted an unconfirmed change."""
+SUGGEST_WATCHED = 15.0
+"""Seconds between the end of one analysis of a service whose screen is open and the next."""
+SUGGEST_FLEET = 60.0
+"""…of every other service (the fleet row's excess), at least; more when analyses are slow."""
+
+
+@dataclass(frozen=True)
+class SuggestEvent:
+    """The last analysis of a service (``suggest``, DESIGN §10) and what its rules stop now."""
+
+    service: str
+    analysis: Analysis | None
+    effects: Effects | None = None
+    error: str | None = None
+    """Why there is no analysis (no server's log could be read…)."""
+    at: float = 0.0
+    """time.time() when it was made."""
+
+    @property
+    def excess_share(self) -> float | None:
+        """The share of the window's traffic that is excess (None: not known)."""
+        a = self.analysis
+        if a is None or a.status == "not-enough-data":
+            return None
+        total = a.window_requests + a.already_stopped
+        return a.excess_requests / total if total and a.status == "ok" else 0.0
+
+    @property
+    def recommended(self) -> int:
+        return len(self.analysis.recommended) if self.analysis is not None else 0
+
+
+SuggestListener = Callable[[SuggestEvent], None]
 
 
 @dataclass(frozen=True)
@@ -99,13 +137,21 @@ class LiveSession(Session):
         self._listeners: list[ControlsListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._suggestions: dict[str, SuggestEvent] = {}
+        self._watched: set[str] = set()
+        self._suggest_wake = asyncio.Event()
+        self._suggest_listeners: list[SuggestListener] = []
+        self._due: dict[str, float] = {}
+        """time.monotonic() when each service's next analysis is due."""
 
     # -- life cycle -------------------------------------------------------------------------
 
-    async def start(self, *, watch_controls: bool = True) -> None:
+    async def start(self, *, watch_controls: bool = True, suggest: bool = True) -> None:
         if self._started:
             return
         self._started = True
+        if suggest:
+            self._tasks.append(asyncio.create_task(self._suggest_loop(), name="suggest"))
         for pipeline in self.pipelines.values():
             pipeline.start()
         self.monitor.start()
@@ -227,6 +273,73 @@ class LiveSession(Session):
             if ready:
                 await asyncio.gather(*(one(s) for s in ready))
             await asyncio.sleep(0.5)
+
+    # -- suggestions ------------------------------------------------------------------------
+
+    def known_suggestions(self, service: str) -> SuggestEvent | None:
+        """The last analysis of ``service`` (None before the first)."""
+        return self._suggestions.get(service)
+
+    def on_suggestions(self, listener: SuggestListener) -> None:
+        self._suggest_listeners.append(listener)
+
+    def watch_suggestions(self, service: str, on: bool = True) -> None:
+        """Analyse ``service`` often while its screen is open (and now, if never yet)."""
+        if on:
+            self._watched.add(service)
+            last = self._suggestions.get(service)
+            if last is None or time.time() - last.at > SUGGEST_WATCHED:
+                self._due[service] = 0.0
+        else:
+            self._watched.discard(service)
+        self._suggest_wake.set()
+
+    def refresh_suggestions(self, service: str) -> None:
+        """Analyse ``service`` next, without waiting for its turn."""
+        self._due[service] = 0.0
+        self._suggest_wake.set()
+
+    async def analyse_now(self, service: str) -> SuggestEvent:
+        """One analysis of ``service``, kept and told to the listeners."""
+        try:
+            analysis, effects, feeds = await self.analyse(service, effects=True)
+        except Exception as e:  # shown in the panel; the loop goes on
+            event = SuggestEvent(service, None, error=str(e) or type(e).__name__, at=time.time())
+        else:
+            errors = [f"{n}: {f.error}" for n, f in feeds.items() if f.error]
+            unread = bool(errors) and len(errors) == len(feeds)
+            event = SuggestEvent(
+                service, None if unread else analysis, effects,
+                error="; ".join(errors) or None, at=time.time(),
+            )  # fmt: skip
+        self._suggestions[service] = event
+        for listener in list(self._suggest_listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("suggestions listener failed")
+        return event
+
+    async def _suggest_loop(self) -> None:
+        """One analysis at a time (they are heavy): the watched services every
+        ``SUGGEST_WATCHED`` seconds, the others in turn at least every ``SUGGEST_FLEET``."""
+        while True:
+            now = time.monotonic()
+            due = [s for s in self.config.services if self._due.get(s, 0.0) <= now]
+            due.sort(key=lambda s: (s not in self._watched, self._due.get(s, 0.0)))
+            if not due:
+                self._suggest_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._suggest_wake.wait(), 1.0)
+                continue
+            service = due[0]
+            began = time.monotonic()
+            await self.analyse_now(service)
+            took = time.monotonic() - began
+            every = SUGGEST_WATCHED if service in self._watched else max(SUGGEST_FLEET, 10 * took)
+            self._due[service] = time.monotonic() + every
+            if service in self._watched:
+                self._due[service] = time.monotonic() + max(SUGGEST_WATCHED, 2 * took)
 
     async def _expire_loop(self, every: float = EXPIRY_INTERVAL) -> None:
         """A running console removes `--ttl` blocks when they fall due (DESIGN §5), each service

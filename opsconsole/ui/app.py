@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.theme import Theme
 from textual.worker import Worker, WorkerState
 
-from ..errors import OpsConsoleError
+from ..errors import OpsConsoleError, UsageError
 from ..session import ControlsEvent, Intent, Settle
 from ..transport import TransportError
 from .commands import ActionsProvider
@@ -37,6 +37,9 @@ from .palette import Palette
 from .persist import save_theme
 from .source import ConsoleSource
 from .themes import shipped_themes, user_themes
+
+if TYPE_CHECKING:
+    from ..detect.analysis import Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +279,15 @@ class OpsConsoleApp(App[int]):
 
         if not self.refuse_if_read_only():
             self.push_screen(ActionModal(service, intent))
+
+    def apply_suggestion(self, service: str, suggestion: Suggestion) -> None:
+        """A suggested rule, through the same preview → confirm path as every change."""
+        try:
+            intent = suggestion.rule.edit(suggestion.reason)
+        except UsageError as e:  # a rule the validators refuse is never applied
+            self.notify(str(e), title="Refused", severity="error")
+            return
+        self.start_action(service, intent)
 
     def settle(self, service: str, mode: Settle) -> None:
         """``confirm`` or ``rollback`` the change awaiting confirmation on ``service``."""

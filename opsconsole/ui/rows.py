@@ -18,6 +18,7 @@ from rich.text import Text
 from ..fleet import ServerFeed, server_state
 from ..health import FleetHealth, Status
 from ..session import ControlsEvent
+from ..session.live import SuggestEvent
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
 from .charts import human, sparkline
@@ -35,6 +36,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("5xx", "5xx"),
     ("health", "Health"),
     ("controls", "Controls"),
+    ("excess", "Excess"),
     ("2xx", "2xx"),
     ("4xx", "4xx"),
     ("ips", "IPs"),
@@ -43,7 +45,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """The fleet table's columns, in table order."""
 KEEP_ORDER = (
-    "service", "rps", "404", "health", "controls", "5xx", "servers", "trend", "ips", "topnet",
+    "service", "rps", "404", "health", "controls", "excess", "5xx", "servers", "trend", "ips",
+    "topnet",
     "2xx", "4xx", "topip",
 )  # fmt: skip
 """The order in which columns are kept as the table narrows: the most urgent never leaves."""
@@ -55,6 +58,7 @@ SORTS: tuple[tuple[str, str, bool], ...] = (
     ("5xx", "5xx share", True),
     ("ips", "unique IPs", True),
     ("topnet", "top subnet share", True),
+    ("excess", "excess", True),
     ("health", "health", True),
 )
 """(column, what the footer says, descending) in the order the sort key cycles through them."""
@@ -124,6 +128,10 @@ class ServiceRow:
     health: Status
     health_detail: str
     controls: tuple[tuple[str, str], ...]
+    excess: float | None = None
+    """The share of the traffic that is excess, from the last analysis (None: not known)."""
+    rules: int = 0
+    """Rules the last analysis recommends."""
 
     def sort_value(self, column: str) -> object:
         values: dict[str, object] = {
@@ -134,6 +142,7 @@ class ServiceRow:
             "ips": self.unique_ips,
             "topnet": self.top_subnet_share,
             "health": self.health.rank,
+            "excess": self.excess if self.excess is not None else -1.0,
         }
         return values.get(column, self.name)
 
@@ -183,8 +192,21 @@ class ServiceRow:
             "topnet": pct(self.top_subnet_share, 0.2, 0.4),
             "health": Text(self.health.value, p[self.health]),
             "controls": controls,
+            "excess": self._excess(p),
         }
         return [cells[key] for key, _ in COLUMNS]
+
+    def _excess(self, p: Palette) -> Text:
+        """``92% ★3``: the excess, and how many rules are suggested for it."""
+        if self.excess is None:
+            return Text("…", p["muted"], justify="right")
+        if self.excess <= 0 and not self.rules:
+            return Text("—", p["muted"], justify="right")
+        text = Text(f"{self.excess * 100:.0f}%", p["warn"] if self.excess >= 0.25 else "")
+        if self.rules:
+            text.append(f" ★{self.rules}", p["ok"])
+        text.justify = "right"
+        return text
 
 
 _MARK = {Status.OK: "●", Status.DOWN: "✕", Status.MAINTENANCE: "◌"}
@@ -197,6 +219,7 @@ def build_row(
     health: FleetHealth,
     controls: ControlsEvent | None,
     now: float,
+    suggestions: SuggestEvent | None = None,
 ) -> ServiceRow:
     total = sum(snap.status.values())
     n404 = snap.status.get("404", 0)
@@ -229,4 +252,6 @@ def build_row(
         health=worst,
         health_detail="; ".join(reasons),
         controls=tuple(badges(controls, now)),
+        excess=suggestions.excess_share if suggestions is not None else None,
+        rules=suggestions.recommended if suggestions is not None else 0,
     )

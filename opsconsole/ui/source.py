@@ -18,7 +18,7 @@ from ..controls import ApplyReport, Timeline
 from ..fleet import ServerFeed
 from ..health import FleetHealth
 from ..session import ControlsEvent, Intent, OnProgress, Preview
-from ..session.live import ControlsListener
+from ..session.live import ControlsListener, SuggestEvent
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
 
@@ -64,6 +64,12 @@ class ConsoleSource(Protocol):
     async def refresh_controls(self, service: str) -> ControlsEvent: ...
 
     def known_controls(self, service: str) -> ControlsEvent | None: ...
+
+    def known_suggestions(self, service: str) -> SuggestEvent | None: ...
+
+    def watch_suggestions(self, service: str, on: bool = True) -> None: ...
+
+    def refresh_suggestions(self, service: str) -> None: ...
 
     async def preview(
         self,

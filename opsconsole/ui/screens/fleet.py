@@ -78,6 +78,7 @@ class FleetScreen(Screen[None]):
                 health,
                 app.controls.get(name),
                 now,
+                source.known_suggestions(name),
             )
             for name in source.services()
         ]

@@ -26,6 +26,7 @@ WIDGET_KEYS: tuple[tuple[str, str, str], ...] = (
     ("everywhere", "ctrl+q", "quit at once"),
     ("tables", "↑ ↓ pgup pgdn home end", "move the selection"),
     ("service", "tab / shift+tab", "next / previous table"),
+    ("service", "enter (on a suggested rule)", "apply it: previewed, then y"),
     ("forms", "tab, enter", "next field; enter previews the change"),
 )
 """Keys that widgets handle themselves (not screen bindings), so the help lists them too."""
@@ -41,6 +42,7 @@ def all_bindings() -> list[tuple[str, Binding]]:
     from .limit import LimitModal
     from .quit import QuitModal
     from .service import ServiceScreen
+    from .suggestion import SuggestionModal
 
     out = []
     for where, cls in (
@@ -52,6 +54,7 @@ def all_bindings() -> list[tuple[str, Binding]]:
         ("block, filter, maintenance forms", FormModal),
         ("quit question", QuitModal),
         ("controls list", ControlsModal),
+        ("suggested rule", SuggestionModal),
         ("audit", AuditScreen),
         ("help", HelpScreen),
     ):

@@ -5,8 +5,10 @@ top IPs / subnets / paths / user agents over the sliding window, refreshed every
 service's snapshot (``p`` pauses, to read or pick a row in peace).  On the selected row of a top
 table, ``b`` blocks the IP or subnet, or filters the path or user agent; ``l`` sets a rate limit,
 ``m`` toggles maintenance, ``c`` / ``u`` confirm or roll back, ``x`` lists the active controls to
-remove one.  Every change goes through the
-preview-and-confirm modal (:mod:`.action`).
+remove one.  Below, the suggestions panel (:mod:`..widgets.suggestions`) holds the session's
+analysis of what separates the attack, refreshed while the screen is open: ``e`` shows the
+selected rule's effect on the live window, Enter on it applies it, ``s`` analyses now.  Every
+change goes through the preview-and-confirm modal (:mod:`.action`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..palette import Palette
 from ..rows import badges
 from ..widgets.charts import MixChart, RateChart
 from ..widgets.servers import ServerStrip, server_lines
+from ..widgets.suggestions import SuggestionTable
 from ..widgets.tables import TopTable
 
 if TYPE_CHECKING:
@@ -54,6 +57,8 @@ class ServiceScreen(Screen[None]):
         Binding("u", "rollback", "Rollback", id="service.rollback"),
         Binding("x", "controls", "Controls", id="service.controls"),
         Binding("p", "pause", "Pause", id="service.pause"),
+        Binding("e", "effect", "Effect", id="service.effect"),
+        Binding("s", "suggest", "Suggest now", id="service.suggest"),
         Binding("tab", "app.focus_next", "Next table", show=False, id="service.next"),
     ]
 
@@ -79,14 +84,19 @@ class ServiceScreen(Screen[None]):
             yield TopTable("ip", "top IPs", id="top-ip")
             yield TopTable("path", "top paths", id="top-path")
             yield TopTable("user_agent", "top user agents", id="top-user_agent")
+        yield SuggestionTable(id="suggestions")
         yield ServerStrip(id="server-strip")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
+        self.console.source.watch_suggestions(self.service, True)
         self.title = f"Service {self.service}"
         self.tick()
         self.set_interval(1.0, self.tick, name="service-refresh")
         self.query_one("#top-subnet", TopTable).focus()
+
+    def on_unmount(self) -> None:
+        self.console.source.watch_suggestions(self.service, False)
 
     def tick(self) -> None:
         if self.paused:
@@ -138,6 +148,9 @@ class ServiceScreen(Screen[None]):
             self.query_one(f"#top-{kind}", TopTable).show(entries, total)
         strip = server_lines(links, health, p, only=list(feeds))
         self.query_one(ServerStrip).show(strip)
+        self.query_one(SuggestionTable).show(
+            app.source.known_suggestions(self.service), p, app.clock()
+        )
         self.sub_title = app.decorate("live")
 
     # -- actions ----------------------------------------------------------------------------
@@ -196,8 +209,40 @@ class ServiceScreen(Screen[None]):
     def action_back(self) -> None:
         self.app.pop_screen()
 
+    def action_effect(self) -> None:
+        """``e``: the selected suggestion's effect on the live window, before applying it."""
+        from .suggestion import SuggestionModal
+
+        table = self.query_one(SuggestionTable)
+        chosen = table.selected()
+        if chosen is None:
+            event = table.event
+            if event is not None and event.analysis is not None:  # why there is none, in full
+                a = event.analysis
+                self.notify(shown(a.reason or "nothing to separate", 600), title=a.status,
+                            timeout=20)  # fmt: skip
+            elif event is not None and event.error:
+                self.notify(shown(event.error, 600), title="cannot analyse", severity="warning")
+            else:
+                self.notify("the first analysis is still running", severity="warning")
+            return
+        analysis = table.event.analysis if table.event is not None else None
+        window = analysis.window_requests + analysis.already_stopped if analysis else 0
+        self.app.push_screen(SuggestionModal(self.service, chosen, window))
+
+    def action_suggest(self) -> None:
+        """``s``: analyse now, and go to the suggestions."""
+        self.console.source.refresh_suggestions(self.service)
+        self.query_one(SuggestionTable).focus()
+        self.notify(f"analysing {self.service}…", timeout=2)
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
+        if isinstance(event.data_table, SuggestionTable):
+            chosen = event.data_table.selected()
+            if chosen is not None and not self.console.refuse_if_read_only():
+                self.console.apply_suggestion(self.service, chosen)
+            return
         self.action_block()
 
 
