@@ -164,3 +164,23 @@ def test_a_long_block_list_prints_as_a_here_document_that_runs_as_printed(site: 
     assert argv[:6] == ["--config", str(site.config), "block", "www", "--from-file", "-"]
     assert argv[6:] == ["--reason", "suggested 03:12 UTC: stops 40 % of the excess"]
     assert stdin.split() == list(targets)
+
+
+def test_a_flood_older_than_the_baseline_is_compared_with_the_traffic_before_it(
+    site: Site,
+) -> None:
+    # Fifty minutes of flood after half an hour of normal traffic: the default 30 minutes of
+    # baseline are flood too.  suggest says so, looks two hours back, and cuts where it began.
+    start = time.time() - 4800
+    lines = [combined_line(r) for r in generate("low-and-slow", seed=22, scale=0.05,
+             start=start, baseline=1800, window=3000, services=["www"])]  # fmt: skip
+    site.log.write_bytes(b"".join(lines))
+    data = json.loads(site.run("suggest", "www", "--json").stdout)
+    assert data["status"] == "ok", data.get("reason")
+    assert data["baseline"] == "2h" and data["onset"] is not None
+    assert any("looked flooded too" in n for n in data["notes"])
+    assert [s for s in data["suggestions"] if s["recommended"]]
+    # An explicit --baseline is taken as given: flooded, it says so and how to look further.
+    explicit = json.loads(site.run("suggest", "www", "--baseline", "30m", "--json").stdout)
+    assert explicit["status"] == "no-anomaly" and explicit["baseline_flooded"] is True
+    assert "--baseline 2h" in explicit["reason"]

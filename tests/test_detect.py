@@ -199,3 +199,18 @@ def test_hostile_log_strings_reach_rules_only_through_the_validators(tmp_path: P
     rendered = render(state, "www", str(tmp_path))  # nginx -t on such states: the lab tests
     text = rendered.http_conf + rendered.server_conf
     assert 'x"; return 200;' not in text and "include /etc/passwd" not in text
+
+
+def test_a_log_read_in_several_spans_counts_each_line_once() -> None:
+    """Spans read separately into one log (a saved baseline slice, then the window; or an older
+    span after a newer one) keep only their own lines: reads start a little early."""
+    _service, reqs, _log = scenario("quiet", 11, 0.15)
+    data = b"".join(combined_line(r) for r in reqs)
+    mid = reqs[len(reqs) // 2].time
+    log = RequestLog("combined")
+    log.limits = (mid, float("inf"))
+    log.add_chunk(data)  # the whole file, as a read that started early would see it
+    log.limits = (float("-inf"), mid)
+    log.add_chunk(data)
+    assert log.rows == len(reqs)
+    assert log.latest() == int(reqs[-1].time)  # whatever order the spans came in

@@ -56,9 +56,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--baseline",
-        default="30m",
+        default=None,
         metavar="DURATION",
-        help="normal traffic: the span just before the window (5m to 7d; default 30m)",
+        help="normal traffic: the span just before the window (5m to 7d; default 30m, and "
+        "when those 30 minutes look flooded too, the 2h before the window, cut where the "
+        "flood began)",
     )
     p.add_argument(
         "--budget",
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.service(args.service)
     window = _duration("--since", args.since, 60, 86400)
-    baseline = _duration("--baseline", args.baseline, 300, 7 * 86400)
+    baseline = _duration("--baseline", args.baseline or "30m", 300, 7 * 86400)
     budget = budget_share(args.budget)
     return run_async(_suggest(args, config, window, baseline, budget))
 
@@ -110,9 +112,10 @@ async def _suggest(
     session.config_arg = args.config
     progress = _progress() if sys.stderr.isatty() else None
     try:
-        result, feeds = await session.suggest(
-            args.service, window=window, baseline=baseline, budget=budget, progress=progress
-        )
+        result, _effects, feeds = await session.analyse(
+            args.service, window=window, baseline=baseline, budget=budget, progress=progress,
+            auto_baseline=args.baseline is None,
+        )  # fmt: skip
     finally:
         if progress is not None:
             print("\r\033[K", end="", file=sys.stderr, flush=True)

@@ -129,6 +129,12 @@ class Analysis:
     baseline_rps: float = 0.0
     anchored_at: float | None = None
     seconds: float = 0.0
+    onset: float | None = None
+    """When the flood began, if inside the baseline (the baseline was cut there)."""
+    baseline_flooded: bool = False
+    """The baseline looked like a flood itself (compare with an older one)."""
+    baseline_end: float | None = None
+    """Set when the baseline was a saved slice ending then, not the span before the window."""
 
     @property
     def recommended(self) -> list[Suggestion]:
@@ -159,6 +165,9 @@ class Analysis:
             baseline_rps=round(self.baseline_rps, 2),
             anchored_at=_iso(self.anchored_at) if self.anchored_at else None,
             seconds=round(self.seconds, 2),
+            onset=_iso(self.onset) if self.onset else None,
+            baseline_flooded=self.baseline_flooded,
+            baseline_until=_iso(self.baseline_end) if self.baseline_end else None,
         )
         return out
 
@@ -194,8 +203,12 @@ def analyze(
     own_hosts: Iterable[str] = (),
     state: ControlState | None = None,
     config_arg: str | None = None,
+    baseline_end: float | None = None,
 ) -> Analysis:
-    """Compare the window with the baseline and suggest rules; see the module docstring."""
+    """Compare the window with the baseline and suggest rules; see the module docstring.
+    ``baseline_end``: the baseline is the ``baseline`` seconds before it (a saved slice of
+    normal traffic, from before a flood older than the default baseline), not those just before
+    the window."""
     began = time.monotonic()
     empty = Analysis(service, window, baseline, "not-enough-data")
     latest = log.latest()
@@ -216,9 +229,14 @@ def analyze(
             f"{format_duration(time.time() - latest)} old, so the window is the "
             f"{format_duration(window)} before it"
         )
-    table = log.table(end - window - baseline, end - window, end)
+    if baseline_end is not None and baseline_end >= end - window:
+        baseline_end = None  # not a slice apart: the usual baseline
+    start = (end - window if baseline_end is None else baseline_end) - baseline
+    table = log.table(start, end - window, end)
     cols = columns(table, own_hosts)
-    result = _Analyzer(table, cols, service, window, baseline, budget, state, config_arg).run()
+    analyzer = _Analyzer(table, cols, service, window, baseline, budget, state, config_arg)
+    analyzer.baseline_end = baseline_end
+    result = analyzer.run()
     return replace(
         result,
         notes=tuple(notes) + result.notes,
@@ -271,6 +289,8 @@ class _Analyzer:
         self.base = Analysis(service, window, baseline, "not-enough-data")
         self.addresses: Addresses | None = None
         self.notes: list[str] = []
+        self.baseline_end: float | None = None
+        self.flooded = False
         self.active: dict[str, int] = {}
         """Window requests each rule in force refuses (the first rule that matches)."""
 
@@ -292,13 +312,22 @@ class _Analyzer:
             if stopped:
                 why = f"every window request ({stopped}) is already refused by the active rules"
             return replace(base, reason=why)
-        covered_b = self._covered(t.split)
+        if self.baseline_end is not None:  # a saved slice: only what lies in it
+            self.B = self.B & (t.t < self.baseline_end)
+            n_b = int(self.B.sum())
+            base = replace(base, baseline_requests=n_b, baseline_end=self.baseline_end)
+        covered_b = self._covered(t.split if self.baseline_end is None else self.baseline_end)
         if n_b < MIN_BASELINE_REQUESTS or covered_b < MIN_BASELINE_SECONDS:
             return replace(base, reason=self._too_little(n_b, covered_b))
         self.n_w, self.n_b = n_w, n_b
         self.ratio = t.window_seconds / covered_b
         self._judge_clients()
-        onset = self._onset()
+        if self.baseline_end is not None:
+            self.notes.append(
+                f"the baseline is the {format_duration(60 * round(covered_b / 60))} before "
+                f"{time.strftime('%H:%M', time.gmtime(self.baseline_end))} UTC, before the flood"
+            )
+        onset = self._onset() if self.baseline_end is None else None
         if onset is not None:
             # The flood began inside the baseline: what came after it (and the minute before,
             # which may hold its first requests) is not normal traffic.
@@ -321,6 +350,7 @@ class _Analyzer:
                         )
                     ),
                 )
+            base = replace(base, onset=onset)
             self.notes.append(
                 f"the odd traffic began at {stamp} UTC, inside the baseline: the baseline is "
                 f"the {format_duration(60 * round(covered_b / 60))} before it"
@@ -371,7 +401,11 @@ class _Analyzer:
                 )
                 reason += self._flooded_baseline(odd)
             return replace(
-                base, status="no-anomaly", reason=reason, findings=tuple(self._findings(base))
+                base,
+                status="no-anomaly",
+                reason=reason,
+                findings=tuple(self._findings(base)),
+                baseline_flooded=self.flooded,
             )
         candidates = self._candidates()
         chosen = self._select(candidates)
@@ -408,6 +442,7 @@ class _Analyzer:
         errors = float((odd_b & (t.status >= 400)).sum()) / max(int(odd_b.sum()), 1)
         if share < 0.3 or errors < 0.5:
             return ""
+        self.flooded = True
         older = (
             "the log holds nothing older"
             if self._log_younger()

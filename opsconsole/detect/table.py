@@ -83,6 +83,12 @@ class RequestLog:
         self.unparsed = 0
         self.dropped = 0
         """Rows dropped from the front to stay within ``max_rows``."""
+        self.limits: tuple[float, float] = (float("-inf"), float("inf"))
+        """Rows outside ``[lo, hi)`` are left out: set to a read's span so that the lines a read
+        takes in beyond it (its start is found approximately) are not counted twice when
+        several spans are read into one log."""
+        self.newest: int | None = None
+        """The newest time read (chunks may come in any order: several servers, older spans)."""
 
     @property
     def rows(self) -> int:
@@ -96,16 +102,25 @@ class RequestLog:
         if not rows:
             return
         epoch = self.parser.epoch
-        times = [epoch(t) for t in map(self._time, rows)]
-        if None in times:  # a time of the right shape but no date (month "Foo")
-            keep = [i for i, t in enumerate(times) if t is not None]
+        stamps = [epoch(t) for t in map(self._time, rows)]
+        if None in stamps:  # a time of the right shape but no date (month "Foo")
+            keep = [i for i, t in enumerate(stamps) if t is not None]
             self.unparsed += len(rows) - len(keep)
             rows = [rows[i] for i in keep]
+            stamps = [stamps[i] for i in keep]
+        times = [t for t in stamps if t is not None]
+        lo, hi = self.limits
+        if times and (min(times) < lo or max(times) >= hi):
+            keep = [i for i, t in enumerate(times) if lo <= t < hi]  # a read's span, once
+            rows = [rows[i] for i in keep]
             times = [times[i] for i in keep]
-            if not rows:
-                return
+        if not rows:
+            return
         cols = self.cols
-        cols["t"].extend(times)  # type: ignore[arg-type]  # None was filtered out above
+        newest = max(times)
+        if self.newest is None or newest > self.newest:
+            self.newest = newest
+        cols["t"].extend(times)
         for name, values in (
             ("client", self.clients), ("method", self.methods), ("target", self.targets),
             ("agent", self.agents), ("referer", self.referers),
@@ -134,8 +149,7 @@ class RequestLog:
                 self._trim(cut)
 
     def latest(self) -> int | None:
-        times = self.cols["t"]
-        return max(times[-1000:]) if times else None
+        return self.newest if self.cols["t"] else None
 
     def table(self, start: float, split: float, end: float) -> Table:
         """The rows with ``start < t <= end``; ``t > split`` is the window, the rest baseline."""

@@ -38,6 +38,7 @@ from ..controls.settle import Settle, settle_change
 from ..controls.setup import SetupReport, setup_service
 from ..controls.state import ControlState
 from ..controls.timeline import Timeline, collect_timeline, local_events
+from ..durations import format_duration
 from ..errors import UsageError
 from ..fleet import Fleet, ServerFeed
 from ..fleet import Progress as HistoryProgress
@@ -50,6 +51,8 @@ if TYPE_CHECKING:  # numpy is imported only by the commands that analyse
     from ..detect.analysis import Analysis
     from ..detect.effects import Effects
 
+LONG_BASELINE = 7200.0
+"""The baseline compared with when the default one looks flooded (the flood is older)."""
 CONNECT_ATTEMPTS = 2
 """Connection attempts per server for a one-shot command (the CLI); a live session retries on."""
 
@@ -218,9 +221,16 @@ class Session:
         budget: float = 0.005,
         progress: HistoryProgress | None = None,
         effects: bool = False,
+        baseline_end: float | None = None,
+        auto_baseline: bool = False,
     ) -> tuple[Analysis, Effects | None, dict[str, ServerFeed]]:
         """:meth:`suggest`, and with ``effects`` what each rule in force stopped in the last
-        minute (from the same read: the console's suggestions panel and fleet row)."""
+        minute (from the same read: the console's suggestions panel and fleet row).
+
+        ``baseline_end``: the baseline is the ``baseline`` before it (a saved slice from before
+        the flood; only it and the window are read).  ``auto_baseline``: when the baseline looks
+        flooded itself, compare with the ``LONG_BASELINE`` before the window instead (cut where
+        the flood began), and say so."""
         from ..detect import RequestLog, analyze, detect_format
         from ..detect.effects import rule_effects
 
@@ -228,11 +238,25 @@ class Session:
         span = window + baseline
         log = RequestLog(detect_format(svc.log_format))
         now = time.time()
-        feeds = await self.fleet.read_into(service, now - span, log, progress=progress)
+        if baseline_end is not None and baseline_end < now - window:
+            log.limits = (baseline_end - baseline, baseline_end)
+            feeds = await self.fleet.read_into(
+                service, baseline_end - baseline, log, progress=progress, until=baseline_end
+            )
+            log.limits = (now - window, float("inf"))
+            recent = await self.fleet.read_into(service, now - window, log, progress=progress)
+            for name, feed in recent.items():
+                if feed.error and not feeds[name].error:
+                    feeds[name] = feed
+        else:
+            baseline_end = None
+            log.limits = (now - span, float("inf"))
+            feeds = await self.fleet.read_into(service, now - span, log, progress=progress)
         latest = log.latest()
-        if latest is not None and latest < now - window and log.rows:
+        if baseline_end is None and latest is not None and latest < now - window and log.rows:
             # The log went quiet: read the span before its newest line instead.
             log = RequestLog(detect_format(svc.log_format))
+            log.limits = (latest - span, float("inf"))
             feeds = await self.fleet.read_into(service, latest - span, log, progress=progress)
         state = None
         try:
@@ -247,11 +271,29 @@ class Session:
             result = analyze(
                 log, service, window=window, baseline=baseline, budget=budget, now=now,
                 own_hosts=[h for h in hosts if h], state=state, config_arg=self.config_arg,
+                baseline_end=baseline_end,
             )  # fmt: skip
             stops = rule_effects(log, state, now=now) if effects and state is not None else None
             return result, stops
 
         result, stops = await self.fleet.work(work)
+        if auto_baseline and result.baseline_flooded and baseline < LONG_BASELINE:
+            # Read only what the longer baseline adds, older than what was read.
+            first = now - span
+            log.limits = (now - window - LONG_BASELINE, first)
+            older = await self.fleet.read_into(
+                service, now - window - LONG_BASELINE, log, progress=progress, until=first
+            )
+            for name, feed in older.items():
+                if feed.error and not feeds[name].error:
+                    feeds[name] = feed
+            short, baseline = baseline, LONG_BASELINE
+            longer, stops = await self.fleet.work(work)
+            note = (
+                f"the {format_duration(short)} before the window looked flooded too: "
+                f"compared with the {format_duration(LONG_BASELINE)} before it instead"
+            )
+            result = replace(longer, notes=(note, *longer.notes))
         return result, stops, feeds
 
     async def effects(

@@ -47,6 +47,8 @@ REVERT_SHOWN = 120.0
 """Seconds a service's row keeps saying that its servers reverted an unconfirmed change."""
 SUGGEST_WATCHED = 15.0
 """Seconds between the end of one analysis of a service whose screen is open and the next."""
+SLICE_KEPT = 86400.0
+"""A saved slice of normal traffic (before a flood) stands for it at most this long."""
 SUGGEST_FLEET = 60.0
 """…of every other service (the fleet row's excess), at least; more when analyses are slow."""
 
@@ -142,6 +144,8 @@ class LiveSession(Session):
         self._suggest_wake = asyncio.Event()
         self._suggest_listeners: list[SuggestListener] = []
         self._due: dict[str, float] = {}
+        self._slices: dict[str, float] = {}
+        """Per service, the end of the saved slice of normal traffic (before its flood)."""
         """time.monotonic() when each service's next analysis is due."""
 
     # -- life cycle -------------------------------------------------------------------------
@@ -301,8 +305,18 @@ class LiveSession(Session):
 
     async def analyse_now(self, service: str) -> SuggestEvent:
         """One analysis of ``service``, kept and told to the listeners."""
+        slice_end = self._slices.get(service)
+        if slice_end is not None and time.time() - slice_end > SLICE_KEPT:
+            del self._slices[service]  # too old to stand for normal traffic
+            slice_end = None
         try:
-            analysis, effects, feeds = await self.analyse(service, effects=True)
+            analysis, effects, feeds = await self.analyse(
+                service, effects=True, baseline_end=slice_end, auto_baseline=slice_end is None
+            )
+            if analysis.onset is not None:
+                # Normal traffic ends where the flood began: keep comparing with the half
+                # hour before it (read alone, and cheap) rather than with the flood.
+                self._slices[service] = analysis.onset - 60
         except Exception as e:  # shown in the panel; the loop goes on
             event = SuggestEvent(service, None, error=str(e) or type(e).__name__, at=time.time())
         else:
