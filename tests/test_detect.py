@@ -214,3 +214,35 @@ def test_a_log_read_in_several_spans_counts_each_line_once() -> None:
     log.add_chunk(data)
     assert log.rows == len(reqs)
     assert log.latest() == int(reqs[-1].time)  # whatever order the spans came in
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"^/[^/]+\.php$", r"[^a-z]", r"^Mozilla/5\.0 \((Windows|X11)[^()]*\) .*$", r"x$", r"^$",
+     r"(?i)^/ADMIN", r"a\sb", r"[^x]{3}", r"^/(.*/)?[a-z0-9]{0,5}([a-z][0-9]|[0-9][a-z])$",
+     r"^/(.*/)?[a-z]{0,9}?([a-z][0-9]|_)[a-z0-9_]{0,9}(\.php|\.c)$", r"^/(.*/)?b", r"^/a|x"],
+)  # fmt: skip
+def test_matching_every_value_in_one_scan_agrees_with_matching_each(pattern: str) -> None:
+    """The one-scan fast path (values joined one per line) decides as a search of each value
+    would, whatever the values hold — newlines and empty values included."""
+    import re
+
+    from opsconsole.detect.analysis import columns
+    from opsconsole.detect.rules import Condition as Cond
+
+    agents = [b"", b"x", b"ab", b"a b", b"a\nb", b"Mozilla/5.0 (X11; Linux) Gecko/1 x",
+              b"\n", b"xyz\n", b"/admin", b"/ADMINx", b"q" * 300, b"/a/b.php", b"/ab1",
+              b"/x/ab1/c", b"/b/c", b"/a\n/ab1", b"/d/e/a_1.php", b"/d/a1.c/x", b"/ab1\n"]  # fmt: skip
+    lines = b"".join(
+        b'192.0.2.1 - - [01/Dec/2026:10:00:%02d +0000] "GET / HTTP/1.1" 200 1 "-" "%s"\n'
+        % (i, a.replace(b"\n", b"\\x0A")) for i, a in enumerate(agents)
+    )  # fmt: skip
+    log = RequestLog("combined")
+    log.add_chunk(lines)
+    table = log.table(0, 0, 2e9)
+    cols = columns(table)
+    texts = cols.texts("user_agent")
+    assert any(t is not None and b"\n" in t for t in texts)  # as nginx unescapes the header
+    fast = cols.value_mask(Cond("user_agent", pattern))
+    slow = [v is not None and re.search(pattern.encode(), v) is not None for v in texts]
+    assert fast.tolist() == slow, [(t, f, s) for t, f, s in zip(texts, fast, slow, strict=True)]

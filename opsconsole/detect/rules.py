@@ -120,6 +120,84 @@ class Rule:
         return f"{head} filter {service} {args}{why}"
 
 
+_CROSSES_LINES = re.compile(r"\\[sDWnS]|\\x0[aA]|\\012|\\\\|\(\?[a-z]*s")
+"""What lets a regex match a newline (or hides a class from the rewrite below)."""
+_NEGATED = re.compile(r"(?<!\\)\[\^")
+
+
+ANY_DIRS = "^/(.*/)?"
+_SLASHY = re.compile(r"/|(?<!\\)\.|\[\^|\\[WSDHV]|\\x2[fF]|\\\\")
+"""What could let a regex match a slash (or hide one from this check)."""
+
+
+def _last_segment(pattern: str) -> str | None:
+    """For ``^/(.*/)?R`` where R cannot match a slash: R, to be matched on the last segment of
+    a path (what the regex decides, without its backtracking over every directory)."""
+    if not pattern.startswith(ANY_DIRS):
+        return None
+    rest = pattern[len(ANY_DIRS) :]
+    if not rest.endswith("$") or rest.endswith("\\$") or _SLASHY.search(rest):
+        return None  # without "$" at the end, R may match inside an earlier directory
+    return None if "|" in _top_level(rest) else rest
+
+
+def _top_level(pattern: str) -> str:
+    """``pattern`` without its groups and sets (what is left at the top level)."""
+    out, depth, in_set, escaped = [], 0, False, False
+    for ch in pattern:
+        if escaped:
+            escaped = False
+            continue
+        if ch == "\\":
+            escaped = True
+        elif in_set:
+            in_set = ch != "]"
+        elif ch == "[":
+            in_set = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def _anchored(pattern: str) -> bool:
+    """Whether the regex can only match at the start of a value (``^`` first, no top-level
+    alternative that lacks it)."""
+    body = pattern[4:] if pattern.startswith("(?i)") else pattern
+    if not body.startswith("^"):
+        return False
+    depth = 0
+    escaped = False
+    in_set = False
+    for ch in body:
+        if escaped:
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif in_set:
+            in_set = ch != "]"
+        elif ch == "[":
+            in_set = True
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            return False
+    return True
+
+
+def _line_pattern(pattern: str) -> str | None:
+    """``pattern`` for a scan of values one per line (MULTILINE): its negated classes made
+    to stop at a newline, which no single value holds; None when it could still cross one."""
+    if _CROSSES_LINES.search(pattern):
+        return None
+    return _NEGATED.sub(lambda _m: "[^\\n", pattern)
+
+
 def _match(field_name: str) -> str:
     return "exact" if field_name == "method" else "regex"
 
@@ -157,6 +235,10 @@ class Columns:
     _joined_cache: dict[str, tuple[bytes, np.ndarray[Any, Any], list[int]]] = dc_field(
         default_factory=dict
     )
+    _present_cache: dict[str, tuple[np.ndarray[Any, Any], list[bytes]]] = dc_field(
+        default_factory=dict
+    )
+    _newline_cache: dict[str, list[int]] = dc_field(default_factory=dict)
     valid: BoolArray | None = None
 
     def texts(self, field_name: str) -> list[bytes | None]:
@@ -193,12 +275,32 @@ class Columns:
                     if v is not None:
                         index.setdefault(v, []).append(i)
             hit[index.get(cond.literal, [])] = True
-        elif "[^" not in cond.pattern:
-            # One scan of every value at once, a line each: no Python call per value.  For
-            # patterns that cannot run across a line ("." and the classes used here stop at a
-            # newline); the few values that hold a newline are matched on their own.
+        elif (last := _last_segment(cond.pattern)) is not None:
+            # "Any directories, then R" where R cannot hold a slash: R on the last segment.
+            idx, present = self._present_values(cond.field)
+            match = re.compile(last.encode()).match
+            segments = [v[v.rfind(b"/") + 1 :] for v in present]
+            matched = [m is not None for m in map(match, segments)]
+            if matched:
+                hit[idx] = matched
+            whole = re.compile(cond.pattern.encode()).match
+            for i in self._with_newline(cond.field):  # "." stops there: the regex decides
+                v = texts[i]
+                hit[i] = v is not None and whole(v) is not None
+        elif _anchored(cond.pattern):
+            # Anchored at the start: one match per value (in C, through map) beats a scan of
+            # every position of every value.
+            idx, present = self._present_values(cond.field)
+            match = re.compile(cond.pattern.encode()).match
+            matched = [m is not None for m in map(match, present)]
+            if matched:
+                hit[idx] = matched
+        elif (scan := _line_pattern(cond.pattern)) is not None:
+            # One scan of every value at once, a line each: no Python call per value, with a
+            # pattern that cannot run across a line; the few values that hold a newline are
+            # matched on their own.
             joined, starts, odd = self._joined(cond.field)
-            rx = re.compile(cond.pattern.encode(), re.MULTILINE)
+            rx = re.compile(scan.encode(), re.MULTILINE)
             found = [m.start() for m in rx.finditer(joined)]
             if found:
                 hit[np.searchsorted(starts, np.array(found), side="right") - 1] = True
@@ -225,6 +327,28 @@ class Columns:
             lengths = np.fromiter((len(v) + 1 for v in texts), dtype=np.int64, count=len(texts))
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
             got = self._joined_cache[field_name] = (b"\n".join(texts), starts, odd)
+        return got
+
+    def _with_newline(self, field_name: str) -> list[int]:
+        """The values that hold a newline (cached)."""
+        got = self._newline_cache.get(field_name)
+        if got is None:
+            texts = self.texts(field_name)
+            got = self._newline_cache[field_name] = [
+                i for i, v in enumerate(texts) if v is not None and b"\n" in v
+            ]
+        return got
+
+    def _present_values(self, field_name: str) -> tuple[np.ndarray[Any, Any], list[bytes]]:
+        """The indexes and values of the values that exist (cached)."""
+        got = self._present_cache.get(field_name)
+        if got is None:
+            texts = self.texts(field_name)
+            idx = [i for i, v in enumerate(texts) if v is not None]
+            got = self._present_cache[field_name] = (
+                np.array(idx, dtype=np.int64),
+                [v for v in texts if v is not None],
+            )
         return got
 
     def _present(self, field_name: str) -> BoolArray:

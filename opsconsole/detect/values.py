@@ -396,7 +396,9 @@ def token_regex(names: list[bytes]) -> bytes:
         chars += b"-"
     cls = b"[" + chars + b"]"
     room = b"{0,%d}" % max(1, min(1000, max(len(n) for n in names)))
-    return cls + room + b"(" + b"|".join(marks) + b")" + cls + room
+    # The first run is lazy: the mark is tried as early as it can be, so a path costs its
+    # length to match or to refuse (a greedy one backtracks over every split).
+    return cls + room + b"?(" + b"|".join(marks) + b")" + cls + room
 
 
 def segment_regex(shape: str, lengths: tuple[int, int]) -> bytes:
@@ -421,7 +423,7 @@ def segment_regex(shape: str, lengths: tuple[int, int]) -> bytes:
         # bound it on both sides).
         chars, mark = marked
         room = b"{0,%d}" % max(1, min(1000, hi))
-        return chars + room + mark + chars + room
+        return chars + room + b"?" + mark + chars + room  # lazy: see token_regex
     cls = next(c for n, c, _ in _SHAPES if n == shape) if shape != "other" else b"[^/]"
     # A little room on both sides: the flood draws its lengths from a range we saw part of.
     lo, hi = max(1, lo - 1), min(1000, hi + 2)
