@@ -232,7 +232,8 @@ def test_matching_every_value_in_one_scan_agrees_with_matching_each(pattern: str
 
     agents = [b"", b"x", b"ab", b"a b", b"a\nb", b"Mozilla/5.0 (X11; Linux) Gecko/1 x",
               b"\n", b"xyz\n", b"/admin", b"/ADMINx", b"q" * 300, b"/a/b.php", b"/ab1",
-              b"/x/ab1/c", b"/b/c", b"/a\n/ab1", b"/d/e/a_1.php", b"/d/a1.c/x", b"/ab1\n"]  # fmt: skip
+              b"/x/ab1/c", b"/b/c", b"/a\n/ab1", b"/d/e/a_1.php", b"/d/a1.c/x",
+              b"/ab1\n"]  # fmt: skip
     lines = b"".join(
         b'192.0.2.1 - - [01/Dec/2026:10:00:%02d +0000] "GET / HTTP/1.1" 200 1 "-" "%s"\n'
         % (i, a.replace(b"\n", b"\\x0A")) for i, a in enumerate(agents)

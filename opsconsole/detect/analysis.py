@@ -152,8 +152,7 @@ class Analysis:
             "excess_requests": self.excess_requests,
             "suggestions": [s.to_dict() for s in self.suggestions],
         }
-        if self.reason is not None:
-            out["reason"] = self.reason
+        out["reason"] = self.reason  # null when ok
         out.update(
             findings=list(self.findings),
             notes=list(self.notes),
