@@ -167,27 +167,7 @@ def _anchored(pattern: str) -> bool:
     """Whether the regex can only match at the start of a value (``^`` first, no top-level
     alternative that lacks it)."""
     body = pattern[4:] if pattern.startswith("(?i)") else pattern
-    if not body.startswith("^"):
-        return False
-    depth = 0
-    escaped = False
-    in_set = False
-    for ch in body:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif in_set:
-            in_set = ch != "]"
-        elif ch == "[":
-            in_set = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "|" and depth == 0:
-            return False
-    return True
+    return body.startswith("^") and "|" not in _top_level(body)
 
 
 def _line_pattern(pattern: str) -> str | None:

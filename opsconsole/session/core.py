@@ -194,24 +194,6 @@ class Session:
         """``check``: every server and service probed once, in parallel."""
         return await check_fleet(self.config, self.fleet.pool, on_progress=on_progress)
 
-    async def suggest(
-        self,
-        service: str,
-        *,
-        window: float = 600.0,
-        baseline: float = 1800.0,
-        budget: float = 0.005,
-        progress: HistoryProgress | None = None,
-    ) -> tuple[Analysis, dict[str, ServerFeed]]:
-        """What separates the attack from real visitors on ``service`` now (DESIGN §10): its
-        servers' logs read back over ``window + baseline``, the controls in force read so that
-        what they already refuse is set aside, then the analysis in the fleet's worker thread.
-        Returns the analysis and, per server, how its log read went."""
-        result, _effects, feeds = await self.analyse(
-            service, window=window, baseline=baseline, budget=budget, progress=progress
-        )
-        return result, feeds
-
     async def analyse(
         self,
         service: str,
@@ -224,8 +206,12 @@ class Session:
         baseline_end: float | None = None,
         auto_baseline: bool = False,
     ) -> tuple[Analysis, Effects | None, dict[str, ServerFeed]]:
-        """:meth:`suggest`, and with ``effects`` what each rule in force stopped in the last
-        minute (from the same read: the console's suggestions panel and fleet row).
+        """What separates the attack from real visitors on ``service`` now (``suggest``, DESIGN
+        §10): its servers' logs read back over ``window + baseline``, the controls in force read
+        so that what they already refuse is set aside, then the analysis in the fleet's worker
+        thread.  Returns the analysis, with ``effects`` what each rule in force stopped in the
+        last minute (from the same read: the console's panel and fleet row), and per server how
+        its log read went.
 
         ``baseline_end``: the baseline is the ``baseline`` before it (a saved slice from before
         the flood; only it and the window are read).  ``auto_baseline``: when the baseline looks
