@@ -1,8 +1,11 @@
 """``opsconsole demo``: the rehearsal lab (DESIGN §8) with the console open on it.
 
 Starts a :class:`~opsconsole.lab.Lab` — a real sshd and nginx per simulated server on loopback,
-sites www, shop, forums, git and repo, browsing traffic and a flood after ``--flood-after`` seconds
-— shows progress while it starts, opens the TUI on the lab's config and, however the console ends
+sites www, shop, forums, git and repo — and replays a labelled scenario into it
+(:meth:`~opsconsole.lab.Lab.start_scenario`, ``low-and-slow`` unless ``--scenario`` says
+otherwise): its past 30 minutes written into the logs, so that ``suggest`` has a baseline at once,
+then ordinary traffic live and the attack after ``--flood-after`` seconds.  It shows progress
+while the lab starts, opens the TUI on the lab's config and, however the console ends
 (the quit key, an exception, SIGINT, SIGTERM, SIGHUP from a closed terminal), stops every process
 the lab started.  Inside the console Ctrl-C only reminds the operator of the quit key (Textual's
 convention).  A missing nginx or sshd is reported with the package to install (exit status 2)
@@ -31,8 +34,19 @@ from typing import Any
 
 from ..lab import Lab
 from ..lab.lab import require_software
-from .lab import deal_with_left_labs, down_command
+from ..lab.scenarios import SCENARIOS
+from .lab import (
+    add_scenario_options,
+    check_scenario_args,
+    deal_with_left_labs,
+    describe_scenario,
+    down_command,
+    scenario_help,
+)
 from .tui import build_app, run_app
+
+DEFAULT_SCENARIO = "low-and-slow"
+"""The mission's attack: tens of thousands of addresses, each below every per-IP threshold."""
 
 
 def register(subparsers: Any) -> None:
@@ -40,12 +54,16 @@ def register(subparsers: Any) -> None:
         "demo",
         help="the console on a local rehearsal fleet (real sshd + nginx on loopback, a flood)",
         description=(
-            "Start a rehearsal fleet on this machine — a real OpenSSH sshd and nginx per simulated "
-            "server on 127.0.0.1, sites www, shop, forums, git and repo, normal browsing and then "
-            "a flood of random 404s from a large pool of client addresses — and open the console "
-            "on it. Quitting the console stops everything the demo started. Needs nginx and "
-            "openssh-server installed."
+            "Start a rehearsal fleet on this machine — a real OpenSSH sshd and nginx per\n"
+            "simulated server on 127.0.0.1, sites www, shop, forums, git and repo — with a\n"
+            "labelled scenario: its past 30 minutes in the sites' logs (so `suggest` has a\n"
+            "baseline at once), then ordinary traffic live and, after --flood-after seconds,\n"
+            f"its attack ({DEFAULT_SCENARIO} unless --scenario says otherwise) — and open the\n"
+            "console on it. Quitting the console stops everything the demo started. Needs\n"
+            "nginx and openssh-server installed."
         ),
+        epilog=scenario_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--dir",
@@ -60,6 +78,7 @@ def register(subparsers: Any) -> None:
         metavar="SECONDS",
         help="seconds of normal traffic before the flood starts (default: 20)",
     )
+    add_scenario_options(parser, default=DEFAULT_SCENARIO)
     parser.add_argument("--seed", type=int, default=1, help="seed of the traffic (default: 1)")
     parser.set_defaults(func=_demo)
 
@@ -94,12 +113,16 @@ def _progress(text: str) -> Iterator[None]:
         sys.stderr.flush()
 
 
-def demo_note(lab_dir: Path, flood_at: float, now: float) -> str:
-    """The demo's header note: where the lab is, and when the flood comes or came."""
+def demo_note(lab_dir: Path, flood_at: float | None, now: float, *, event: str = "flood") -> str:
+    """The demo's header note: where the lab is, and when the flood (``event``) comes or came;
+    ``flood_at`` None: the scenario has none."""
+    if flood_at is None:
+        return f"demo lab in {lab_dir} · no attack in this scenario"
     if now < flood_at:
-        return f"demo lab in {lab_dir} · flood in {flood_at - now:.0f}s"
+        return f"demo lab in {lab_dir} · {event} in {flood_at - now:.0f}s"
     return (
-        f"demo lab in {lab_dir} · flood since {time.strftime('%H:%M:%S', time.localtime(flood_at))}"
+        f"demo lab in {lab_dir} · {event} since "
+        f"{time.strftime('%H:%M:%S', time.localtime(flood_at))}"
     )
 
 
@@ -107,6 +130,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.flood_after < 0:
         print("opsconsole: --flood-after must be 0 or more seconds", file=sys.stderr)
         return 2
+    scale = check_scenario_args(args)  # LabError, exit status 2, before anything starts
     require_software()  # LabError, exit status 2, naming the packages to install
     deal_with_left_labs("opsconsole demo", starting_in=args.dir.resolve() if args.dir else None)
     lab_dir = (args.dir or Path(tempfile.mkdtemp(prefix="opsconsole-lab-"))).resolve()
@@ -128,11 +152,13 @@ def _demo(args: argparse.Namespace) -> int:
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.signal(s, stop_app) for s in signals}
     try:
-        lab.start_traffic(args.flood_after)
-        flood_at = time.time() + args.flood_after
+        with _progress(f"writing 30 minutes of past traffic ({args.scenario}) into the logs…"):
+            run = lab.start_scenario(args.scenario, scale=scale, flood_after=args.flood_after)
+        print(describe_scenario(run), file=sys.stderr)
+        event = "flood" if SCENARIOS[run.name].attack else "flash crowd"
         app = build_app(
             str(lab.config_path),
-            subtitle=lambda: demo_note(lab.dir, flood_at, time.time()),
+            subtitle=lambda: demo_note(lab.dir, run.attack_at, time.time(), event=event),
             audit_path=lab.dir / "audit.jsonl",
         )
         return run_app(app)

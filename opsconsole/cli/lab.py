@@ -15,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from ..lab import Lab, LabError
+from ..lab import Lab, LabError, ScenarioRun
 from ..lab.registry import Entry, default_lab_dir, survey
+from ..lab.replay import DEFAULT_SCALE, MAX_SCALE, validate
+from ..lab.scenarios import SCENARIOS
 from ..lab.traffic import FLOOD_RPS
 
 OLD_DEFAULT_DIR = Path("opsconsole-lab")
@@ -54,7 +57,16 @@ def register(subparsers: Any) -> None:
     up = actions.add_parser(
         "up",
         help="start the lab and print its config path",
-        description="Start the lab in the background and print the path of its config.toml.",
+        description=(
+            "Start the lab in the background and print the path of its config.toml.\n\n"
+            "With --scenario, the traffic is a labelled scenario: its past 30 minutes are\n"
+            "written into the sites' logs at once (so `opsconsole suggest` has a baseline),\n"
+            "then its window is sent live (--flood-after seconds of ordinary traffic, then its\n"
+            "attack), then ordinary traffic goes on.  The labels of every request are written\n"
+            "to DIR/scenario/labels.tsv."
+        ),
+        epilog=scenario_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(up)
     up.add_argument("--no-traffic", action="store_true", help="start no traffic generator")
@@ -64,15 +76,19 @@ def register(subparsers: Any) -> None:
         type=float,
         default=20.0,
         metavar="SECONDS",
-        help="seconds of normal traffic before the flood starts (default: 20)",
+        help=(
+            "seconds of normal traffic before the flood (with --scenario: before the "
+            "scenario's event) starts (default: 20)"
+        ),
     )
     up.add_argument(
         "--flood-rps",
         type=float,
-        default=FLOOD_RPS,
+        default=None,
         metavar="N",
         help=f"requests per second of the flood, all sites together (default: {FLOOD_RPS:g})",
     )
+    add_scenario_options(up, default=None)
     up.add_argument("--seed", type=int, default=1, help="seed of the traffic (default: 1)")
     up.add_argument("--json", action="store_true", help="print the lab's status as JSON")
     up.set_defaults(func=_up)
@@ -96,6 +112,71 @@ def register(subparsers: Any) -> None:
     common(status)
     status.add_argument("--json", action="store_true", help="JSON on stdout")
     status.set_defaults(func=_status)
+
+
+def scenario_help() -> str:
+    width = max(map(len, SCENARIOS))
+    lines = [f"  {name:<{width}}  {s.summary}" for name, s in SCENARIOS.items()]
+    return "scenarios (--scenario NAME):\n" + "\n".join(lines)
+
+
+def add_scenario_options(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--scenario`` and ``--scale``, shared with ``opsconsole demo``."""
+    parser.add_argument(
+        "--scenario",
+        default=default,
+        metavar="NAME",
+        help=(
+            "replay a labelled scenario: "
+            + ", ".join(SCENARIOS)
+            + (f" (default: {default})" if default else "")
+        ),
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        metavar="S",
+        help=(
+            f"volume of the scenario, 1 = its benchmark size (default: {DEFAULT_SCALE:g}; "
+            f"at most {MAX_SCALE:g})"
+        ),
+    )
+
+
+def check_scenario_args(args: argparse.Namespace) -> float:
+    """Validate --scenario, --scale and --flood-after before anything starts; the scale."""
+    scale = DEFAULT_SCALE if args.scale is None else args.scale
+    if args.scenario is None:
+        if args.scale is not None:
+            raise LabError("--scale needs --scenario", exit_status=2)
+        return scale
+    validate(args.scenario, scale, args.flood_after)
+    return scale
+
+
+def describe_scenario(run: ScenarioRun, prefix: str = "  ") -> str:
+    """What the scenario replay is doing, in a few lines for the operator."""
+
+    def at(t: float) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(t))
+
+    summary = SCENARIOS[run.name].summary if run.name in SCENARIOS else ""
+    if run.attack_at is None:
+        event = "it has no attack: ordinary traffic only"
+    else:
+        what = "the attack" if SCENARIOS[run.name].attack else "its event"
+        event = f"{what} begins at {at(run.attack_at)}"
+    past = f"{run.baseline_lines} lines of past traffic written into the sites' logs" + (
+        f" ({at(run.baseline_from)}–{at(run.live_start)})" if run.baseline_from else ""
+    )
+    return (
+        f"{prefix}scenario {run.name} (seed {run.seed}, scale {run.scale:g}): {summary}\n"
+        f"{prefix}  {past};\n"
+        f"{prefix}  live since {at(run.live_start)}: {event}; its window ends at "
+        f"{at(run.window_end)}, then ordinary traffic goes on\n"
+        f"{prefix}  labels (ground truth of every request): {run.labels}"
+    )
 
 
 def _lab_dir(args: argparse.Namespace) -> Path:
@@ -176,15 +257,40 @@ def _up(args: argparse.Namespace) -> int:
     flood_after = None if args.no_flood else args.flood_after
     if flood_after is not None and flood_after < 0:
         raise LabError("--flood-after must be 0 or more seconds", exit_status=2)
-    if not 0 < args.flood_rps <= 1000:
+    flood_rps = FLOOD_RPS if args.flood_rps is None else args.flood_rps
+    if not 0 < flood_rps <= 1000:
         raise LabError("--flood-rps must be more than 0 and at most 1000", exit_status=2)
+    if args.scenario is not None:
+        clash = [
+            option
+            for option, given in (
+                ("--no-traffic", args.no_traffic),
+                ("--no-flood", args.no_flood),
+                ("--flood-rps", args.flood_rps is not None),
+            )
+            if given
+        ]
+        if clash:
+            raise LabError(
+                f"--scenario replaces the browsing-and-flood generator: drop {', '.join(clash)} "
+                "(the quiet scenario has no attack; --scale sets its volume)",
+                exit_status=2,
+            )
+    scale = check_scenario_args(args)
     lab_dir = _lab_dir(args)
     deal_with_left_labs("opsconsole", starting_in=lab_dir)
     print(f"opsconsole: starting the lab in {lab_dir} …", file=sys.stderr)
     lab = Lab.start(lab_dir, traffic=False, seed=args.seed)  # owned by us until it is up
     try:
-        if not args.no_traffic:
-            lab.start_traffic(flood_after, flood_rps=args.flood_rps)
+        if args.scenario is not None:
+            print(
+                f"opsconsole: writing the past 30 minutes of scenario {args.scenario} into the "
+                "sites' logs …",
+                file=sys.stderr,
+            )
+            lab.start_scenario(args.scenario, scale=scale, flood_after=args.flood_after)
+        elif not args.no_traffic:
+            lab.start_traffic(flood_after, flood_rps=flood_rps)
         lab.detach()  # from now on it outlives this command: `lab down` stops it
     except BaseException:
         lab.stop()
@@ -197,12 +303,15 @@ def _up(args: argparse.Namespace) -> int:
         )
     for svc in lab.services.values():
         print(f"  {svc.name}: {lab.url(svc.name)} on {', '.join(svc.servers)}", file=sys.stderr)
-    if args.no_traffic:
+    if lab.scenario is not None:
+        print(describe_scenario(lab.scenario), file=sys.stderr)
+        traffic = f"scenario {lab.scenario.name}"
+    elif args.no_traffic:
         traffic = "no traffic"
     elif flood_after is None:
         traffic = "browsing traffic, no flood"
     else:
-        traffic = f"browsing traffic; a flood of {args.flood_rps:g} req/s in {flood_after:g}s"
+        traffic = f"browsing traffic; a flood of {flood_rps:g} req/s in {flood_after:g}s"
     config = quote(str(lab.config_path))
     print(
         f"opsconsole: lab up in {lab.dir} ({traffic}).\n"
@@ -265,4 +374,13 @@ def _status(args: argparse.Namespace) -> int:
             print(f"  {name:<12} pid {proc['pid']:<8} {'alive' if proc['alive'] else 'dead'}")
         for name, svc in status["services"].items():
             print(f"  {name:<12} {svc['url']:<26} on {', '.join(svc['servers'])}")
+        if status.get("scenario"):
+            scenario = status["scenario"]
+            print(describe_scenario(ScenarioRun.from_json(scenario)))
+            progress = scenario["progress"]
+            if progress.get("phase"):
+                print(
+                    f"    now: {progress['phase']}, {progress['sent'] or 0} requests sent live, "
+                    f"{progress['dropped'] or 0} dropped, {progress['behind'] or 0:.1f}s behind"
+                )
     return 0 if status["running"] else 1

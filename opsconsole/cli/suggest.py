@@ -112,7 +112,7 @@ async def _suggest(
     session.config_arg = args.config
     progress = _progress() if sys.stderr.isatty() else None
     try:
-        result, _effects, feeds = await session.analyse(
+        result, _effects, feeds = await session.suggest(
             args.service, window=window, baseline=baseline, budget=budget, progress=progress,
             auto_baseline=args.baseline is None,
         )  # fmt: skip

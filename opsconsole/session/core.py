@@ -194,7 +194,7 @@ class Session:
         """``check``: every server and service probed once, in parallel."""
         return await check_fleet(self.config, self.fleet.pool, on_progress=on_progress)
 
-    async def analyse(
+    async def suggest(
         self,
         service: str,
         *,

@@ -310,7 +310,7 @@ class LiveSession(Session):
             del self._slices[service]  # too old to stand for normal traffic
             slice_end = None
         try:
-            analysis, effects, feeds = await self.analyse(
+            analysis, effects, feeds = await self.suggest(
                 service, effects=True, baseline_end=slice_end, auto_baseline=slice_end is None
             )
             if analysis.onset is not None:
