@@ -27,14 +27,26 @@ from typing import Any
 from ..config import NAME_RE
 from . import registry
 from .configfile import render_config, write_config
-from .model import DEFAULT_SERVERS, SITES, LabError, LabServer, LabService, Layout, check_lab_dir
+from .model import (
+    DEFAULT_SERVERS,
+    SITES,
+    LabError,
+    LabServer,
+    LabService,
+    Layout,
+    ScenarioRun,
+    check_lab_dir,
+)
 from .nginx import find_nginx, start_nginx
-from .procs import ProcRecord, spawn, stop_process
+from .procs import ProcRecord, log_tail, spawn, stop_process
+from .replay import DEFAULT_SCALE, validate
 from .sshd import find_sshd, start_sshd, write_client_key, write_known_hosts, write_ssh_config
 from .traffic import FLOOD_RPS, LEGIT_RPS, MAX_DURATION
 
 STATE_VERSION = 1
 _PACKAGE_PARENT = str(Path(__file__).resolve().parents[2])
+SCENARIO_READY_TIMEOUT = 180.0
+"""Seconds a scenario replay may take to generate its run and write its past into the logs."""
 
 
 def require_software() -> tuple[str, str]:
@@ -61,6 +73,8 @@ class Lab:
         self.services: dict[str, LabService] = {}
         self.owner: ProcRecord | None = None
         """The process the lab should not outlive (see :meth:`detach`); None: no owner."""
+        self.scenario: ScenarioRun | None = None
+        """The labelled scenario the lab's traffic process replays (:meth:`start_scenario`)."""
         self._records: dict[str, ProcRecord] = {}
         self._popens: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -216,33 +230,98 @@ class Lab:
         """(Re)start the traffic generator: browsing now, a flood after ``flood_after`` seconds."""
         self.stop_traffic()
         argv = [
-            sys.executable,
-            "-m",
-            "opsconsole.lab.trafficd",
-            "--lab",
-            str(self.dir),
-            "--seed",
-            str(self.seed),
-            "--legit-rps",
-            str(legit_rps),
-            "--flood-rps",
-            str(flood_rps),
-            "--flood-after",
-            str(-1.0 if flood_after is None else flood_after),
-            "--max-duration",
-            str(max_duration),
+            *("--lab", str(self.dir), "--seed", str(self.seed)),
+            *("--legit-rps", str(legit_rps), "--flood-rps", str(flood_rps)),
+            *("--flood-after", str(-1.0 if flood_after is None else flood_after)),
+            *("--max-duration", str(max_duration)),
         ]
+        self._spawn_traffic("traffic generator", "opsconsole.lab.trafficd", argv)
+
+    def _spawn_traffic(self, name: str, module: str, args: list[str]) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p
         )
-        record, popen = spawn("traffic generator", argv, output=self.layout.traffic_log, env=env)
+        argv = [sys.executable, "-m", module, *args]
+        record, popen = spawn(name, argv, output=self.layout.traffic_log, env=env)
         self._track("traffic", record, popen)
+        return popen
+
+    def start_scenario(
+        self,
+        name: str,
+        *,
+        scale: float = DEFAULT_SCALE,
+        flood_after: float = 20.0,
+        max_duration: float = MAX_DURATION,
+        timeout: float = SCENARIO_READY_TIMEOUT,
+    ) -> ScenarioRun:
+        """(Re)start the lab's traffic as the labelled scenario ``name`` (see :mod:`.replay`).
+
+        Returns once the scenario's past is in the access logs and its live part has begun:
+        ordinary traffic for ``flood_after`` seconds, then the scenario's event.  The replay is
+        the lab's ``traffic`` process (stopped by PID like every other).  LabError with exit
+        status 2 for an unknown scenario or a bad value (nothing started), 1 if the replay fails.
+        """
+        validate(name, scale, flood_after)
+        self.stop_traffic()
+        shutil.rmtree(self.layout.scenario_dir, ignore_errors=True)
+        args = [
+            *("--lab", str(self.dir), "--scenario", name, "--seed", str(self.seed)),
+            *("--scale", repr(scale), "--flood-after", repr(flood_after)),
+            *("--max-duration", repr(max_duration)),
+        ]
+        popen = self._spawn_traffic("scenario replay", "opsconsole.lab.replayd", args)
+        status = self._wait_scenario(popen, timeout)
+        self.scenario = ScenarioRun(
+            name,
+            self.seed,
+            scale,
+            flood_after,
+            live_start=float(status["live_start"]),
+            attack_at=status["attack_at"],
+            window_end=float(status["window_end"]),
+            baseline_lines=int(status["baseline"]["lines"]),
+            baseline_from=status["baseline"]["from"],
+            labels=self.layout.scenario_labels,
+        )
+        self._save()
+        return self.scenario
+
+    def _wait_scenario(self, popen: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
+        """The replay's status once it sends live; LabError if it fails, ends or stalls first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.scenario_progress() or {}
+            phase = status.get("phase")
+            if phase in ("window", "after"):
+                return status
+            failed = phase == "failed" or popen.poll() is not None
+            if failed or time.monotonic() > deadline:
+                self.stop_traffic()
+                why = status.get("error") or log_tail(self.layout.traffic_log, 3)
+                what = "failed" if failed else f"did not go live within {timeout:.0f}s"
+                raise LabError(
+                    f"the scenario replay {what}"
+                    + (f": {why}" if why else "")
+                    + f" (see {self.layout.traffic_log})"
+                )
+            time.sleep(0.1)
+
+    def scenario_progress(self) -> dict[str, Any] | None:
+        """What the scenario replay last published (its ``status.json``), if anything."""
+        try:
+            data = json.loads(self.layout.scenario_status.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def stop_traffic(self) -> None:
         record = self._records.pop("traffic", None)
         if record is not None:
             stop_process(record, self._popens.pop("traffic", None))
+        if record is not None or self.scenario is not None:
+            self.scenario = None
             self._save()
 
     def detach(self) -> None:
@@ -292,7 +371,14 @@ class Lab:
                 s.name: {"servers": list(s.servers), "url": self.url(s.name)}
                 for s in self.services.values()
             },
+            "scenario": None if self.scenario is None else self._scenario_status(),
         }
+
+    def _scenario_status(self) -> dict[str, Any]:
+        assert self.scenario is not None
+        progress = self.scenario_progress() or {}
+        keys = ("phase", "sent", "answered", "dropped", "behind", "updated")
+        return {**self.scenario.to_json(), "progress": {k: progress.get(k) for k in keys}}
 
     def _save(self) -> None:
         state = {
@@ -315,6 +401,7 @@ class Lab:
             },
             "processes": {k: r.to_json() for k, r in self._records.items()},
             "owner": None if self.owner is None else self.owner.to_json(),
+            "scenario": None if self.scenario is None else self.scenario.to_json(),
         }
         tmp = self.layout.state_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(state, indent=2) + "\n")
@@ -357,6 +444,8 @@ class Lab:
                 lab.services[name] = LabService(
                     name, tuple(s["servers"]), dict(s["http_ports"]), s["log_format"]
                 )
+            scenario = state.get("scenario")
+            lab.scenario = None if scenario is None else ScenarioRun.from_json(scenario)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise LabError(f"{layout.state_file} is not a lab state file ({e})") from None
         return lab
@@ -383,7 +472,7 @@ def _state_names(layout: Layout, records: dict[str, ProcRecord]) -> bool:
     return all(pids.get(k) == r.pid for k, r in records.items() if k in pids)
 
 
-_OWN_FILES = ("servers", "ssh", "home", "config.toml", "traffic.log", "lab.json")
+_OWN_FILES = ("servers", "ssh", "home", "scenario", "config.toml", "traffic.log", "lab.json")
 
 
 def _prepare_dir(layout: Layout) -> None:

@@ -8,9 +8,10 @@ nothing here starts a process or touches the network.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import OpsConsoleError
 
@@ -54,6 +55,58 @@ class LabService:
     http_ports: dict[str, int]
     log_format: str
     """ "combined" or the nginx log_format string itself (the same string is in config.toml)."""
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    """A labelled scenario being replayed into the lab (:meth:`opsconsole.lab.Lab.start_scenario`).
+
+    Times are epoch seconds: the live traffic began at ``live_start`` (everything before it was
+    written into the logs: ``baseline_lines`` lines from ``baseline_from``), the scenario's event
+    begins at ``attack_at`` (None: it has none) and its window ends at ``window_end``, after which
+    ordinary traffic goes on.  ``labels`` holds the ground truth of every request.
+    """
+
+    name: str
+    seed: int
+    scale: float
+    flood_after: float
+    live_start: float
+    attack_at: float | None
+    window_end: float
+    baseline_lines: int
+    baseline_from: float | None
+    labels: Path
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "scale": self.scale,
+            "flood_after": self.flood_after,
+            "live_start": self.live_start,
+            "attack_at": self.attack_at,
+            "window_end": self.window_end,
+            "baseline_lines": self.baseline_lines,
+            "baseline_from": self.baseline_from,
+            "labels": str(self.labels),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ScenarioRun:
+        attack_at, first = data["attack_at"], data["baseline_from"]
+        return cls(
+            str(data["name"]),
+            int(data["seed"]),
+            float(data["scale"]),
+            float(data["flood_after"]),
+            float(data["live_start"]),
+            None if attack_at is None else float(attack_at),
+            float(data["window_end"]),
+            int(data["baseline_lines"]),
+            None if first is None else float(first),
+            Path(data["labels"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -164,6 +217,19 @@ class Layout:
     @property
     def traffic_log(self) -> Path:
         return self.dir / "traffic.log"
+
+    @property
+    def scenario_dir(self) -> Path:
+        """What a scenario replay leaves: its labels and its progress."""
+        return self.dir / "scenario"
+
+    @property
+    def scenario_labels(self) -> Path:
+        return self.scenario_dir / "labels.tsv"
+
+    @property
+    def scenario_status(self) -> Path:
+        return self.scenario_dir / "status.json"
 
     def server_root(self, server: str) -> Path:
         return self.dir / "servers" / server

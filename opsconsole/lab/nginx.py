@@ -5,6 +5,10 @@ with its pid file, error log, default access log and all five temp paths inside 
 (LAB-NOTES), one ``server {}`` per site on its own loopback port, ``realip`` trusting 127.0.0.1
 only (so the traffic generator can present any client address in ``X-Forwarded-For``), and the
 control-snippet includes of DESIGN §5 — the same includes an operator adds to a production nginx.
+
+Every site also serves what the labelled scenarios ask for beyond the lab's catalog
+(:func:`opsconsole.lab.scenarios.lab_requirements`: the extra files, small placeholders, and the
+forge's repository views), so that a scenario replayed over HTTP answers the statuses of its labels.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from pathlib import Path
 
 from .model import LabError, Layout, SiteSpec
 from .procs import ProcRecord, free_ports, log_tail, spawn, wait_started
+from .scenarios import lab_requirements
+from .scenarios import sites as scenario_sites
 
 _TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
@@ -72,20 +78,57 @@ def _page(site: SiteSpec, server: str, url_path: str) -> bytes:
     ).encode()
 
 
+def _extra_file(site: SiteSpec, server: str, url_path: str, rel: str) -> bytes:
+    """A small stand-in for a file a scenario asks for (its real size does not matter here)."""
+    if rel.endswith(".html") or url_path.endswith((".css", ".txt")):
+        return _page(site, server, url_path)
+    return f"rehearsal lab file {url_path}\n".encode()
+
+
 def write_sites(layout: Layout, server: str, sites: Sequence[SiteSpec]) -> None:
-    """Static docroots (real files: the catalog's paths answer 200) and empty control snippets."""
+    """Static docroots (real files: the catalog's paths answer 200, and those the scenarios ask
+    for) and empty control snippets."""
     control = layout.control_dir(server)
     control.mkdir(parents=True, exist_ok=True)
     layout.logs_dir(server).mkdir(parents=True, exist_ok=True)
+    required = lab_requirements()
     for site in sites:
         docroot = layout.docroot(site.name, server)
         for url_path in site.pages:
             path = _file_for(docroot, url_path)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(_page(site, server, url_path))
+        extra = required.get(site.name)
+        for url_path, rel in extra.files.items() if extra else ():
+            if rel.startswith("/") or ".." in rel.split("/"):
+                raise LabError(f"a scenario asks site {site.name} for a file outside it: {rel!r}")
+            path = docroot / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(_extra_file(site, server, url_path, rel))
         # Empty snippets from the start, so `nginx -t` passes before any control is applied.
         for suffix in ("http.conf", "server.conf"):
             (control / f"{site.name}.{suffix}").touch()
+
+
+def route_locations(service: str) -> list[str]:
+    """The forge's repository views (the scenarios' :class:`~.scenarios.sites.Route`) as nginx
+    ``location`` blocks that answer 200 to any method.
+
+    Not the ``return 200`` inside the regex location that ``lab_requirements()`` spells: a
+    ``return`` there ends the request in the rewrite phase, before ``limit_req`` (preaccess), so
+    an operator's rate limit would never touch these views in the lab — it would on a real forge.
+    ``try_files`` runs after the preaccess and access phases; its fallback, a named location,
+    then answers.
+    """
+    site = scenario_sites().get(service)
+    out: list[str] = []
+    for i, route in enumerate(site.routes if site else ()):
+        name = f"@lab_route_{i}_{route.kind.replace('-', '_')}"
+        out += [
+            f'location ~ "{route.pattern}" {{ try_files /.opsconsole-route {name}; }}',
+            f'location {name} {{ default_type text/html; return 200 "{route.kind}\\n"; }}',
+        ]
+    return out
 
 
 def render_conf(layout: Layout, server: str, sites: Sequence[tuple[SiteSpec, int]]) -> str:
@@ -132,6 +175,7 @@ def render_conf(layout: Layout, server: str, sites: Sequence[tuple[SiteSpec, int
             "        index index.html;",
             f"        access_log {layout.access_log(site.name, server)} {fmt};",
             f"        include {control}/{site.name}.server.conf;",
+            *(f"        {location}" for location in route_locations(site.name)),
             "        location / { try_files $uri $uri.html $uri/ =404; }",
             "    }",
         ]
