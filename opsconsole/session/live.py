@@ -51,6 +51,13 @@ SLICE_KEPT = 86400.0
 """A saved slice of normal traffic (before a flood) stands for it at most this long."""
 SUGGEST_FLEET = 60.0
 """…of every other service (the fleet row's excess), at least; more when analyses are slow."""
+SURGE_FACTOR = 2.0
+SURGE_MIN_RPS = 5.0
+SURGE_AFTER = 10.0
+"""A service whose live rate (last 30 s) reaches ``SURGE_FACTOR`` times, and ``SURGE_MIN_RPS``
+more than, its rate when it was last analysed is analysed next, ``SURGE_AFTER`` seconds after
+the last analysis at the soonest: a flood reaches the fleet's Excess column in seconds, not at
+the service's next turn."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +151,11 @@ class LiveSession(Session):
         self._suggest_wake = asyncio.Event()
         self._suggest_listeners: list[SuggestListener] = []
         self._due: dict[str, float] = {}
+        """time.monotonic() when each service's next analysis is due."""
         self._slices: dict[str, float] = {}
         """Per service, the end of the saved slice of normal traffic (before its flood)."""
-        """time.monotonic() when each service's next analysis is due."""
+        self._analysed_rate: dict[str, tuple[float, float]] = {}
+        """Per service, (time.monotonic(), live rate) when its last analysis began."""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -334,11 +343,28 @@ class LiveSession(Session):
                 log.exception("suggestions listener failed")
         return event
 
+    def _live_rate(self, service: str, seconds: int = 30) -> float:
+        """Requests per second over the last ``seconds`` of the live window."""
+        per_second = self.pipelines[service].snapshot().per_second[-seconds:]
+        return sum(per_second) / len(per_second) if per_second else 0.0
+
+    def _surging(self, service: str, now: float) -> bool:
+        """Whether the service's traffic jumped since its last analysis (see SURGE_FACTOR)."""
+        last = self._analysed_rate.get(service)
+        if last is None or now - last[0] < SURGE_AFTER:
+            return False
+        rate = self._live_rate(service)
+        return rate >= SURGE_FACTOR * last[1] and rate - last[1] >= SURGE_MIN_RPS
+
     async def _suggest_loop(self) -> None:
         """One analysis at a time (they are heavy): the watched services every
-        ``SUGGEST_WATCHED`` seconds, the others in turn at least every ``SUGGEST_FLEET``."""
+        ``SUGGEST_WATCHED`` seconds, the others in turn at least every ``SUGGEST_FLEET``, and a
+        service whose traffic surges at once (:meth:`_surging`)."""
         while True:
             now = time.monotonic()
+            for s in self.config.services:
+                if self._due.get(s, 0.0) > now and self._surging(s, now):
+                    self._due[s] = 0.0  # ahead of the services merely due
             due = [s for s in self.config.services if self._due.get(s, 0.0) <= now]
             due.sort(key=lambda s: (s not in self._watched, self._due.get(s, 0.0)))
             if not due:
@@ -348,6 +374,7 @@ class LiveSession(Session):
                 continue
             service = due[0]
             began = time.monotonic()
+            self._analysed_rate[service] = (began, self._live_rate(service))
             await self.analyse_now(service)
             took = time.monotonic() - began
             every = SUGGEST_WATCHED if service in self._watched else max(SUGGEST_FLEET, 10 * took)
