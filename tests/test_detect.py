@@ -124,6 +124,25 @@ def test_no_rule_on_a_quiet_day_or_a_flash_crowd(name: str, seed: int) -> None:
     assert result.recommended == []
 
 
+@pytest.mark.parametrize("own_hosts", [[], ["127.0.0.1"], ["10.1.2.3", "www.example.org"]])
+def test_a_flood_half_a_minute_old_gets_its_rule_whatever_the_configured_host(
+    own_hosts: list[str],
+) -> None:
+    # The console analyses a service as soon as its traffic surges; its config's URL (the
+    # health check's) is often an internal address, not the name visitors' browsers send as
+    # the referer of the site's own pages: the two must not make real visitors look odd.
+    service, reqs, _log = scenario("low-and-slow", 11, 0.5)
+    began = min(r.time for r in reqs if r.attack)
+    end = began + 30
+    log = RequestLog("combined")
+    log.add_chunk(b"".join(combined_line(r) for r in reqs if r.time < end), "web1")
+    result = analyze(log, service, now=end, own_hosts=own_hosts)
+    assert result.status == "ok", result.reason
+    window = [r for r in reqs if end - 600 < r.time < end]
+    recall, collateral = recall_and_collateral(result, window)
+    assert recall >= 0.9 and collateral <= 0.01
+
+
 def test_a_flood_that_began_inside_the_baseline_is_cut_out_of_it() -> None:
     # The flood ran the last 10 minutes; a 6-minute window leaves 4 of them in the baseline.
     result, window = run("low-and-slow", window=360.0)

@@ -246,13 +246,14 @@ def analyze(
 
 def columns(table: Table, own_hosts: Iterable[str] = ()) -> Columns:
     """The table's distinct values as nginx matches them (and this site's own referer hosts)."""
-    hosts = frozenset(h.lower().encode() for h in own_hosts)
     targets = [values.target(t) for t in table.targets]
     agents = [values.agent(a) for a in table.agents]
+    refs = [values.referer(r, frozenset()) for r in table.referers]
+    # This site's own hosts: the configured one (its health-check URL, which may well be an
+    # internal name or address) and the referer hosts most assets are fetched with (the name
+    # visitors' browsers use).
+    hosts = frozenset(h.lower().encode() for h in own_hosts) | _own_hosts(table, targets, refs)
     refs = [values.referer(r, hosts) for r in table.referers]
-    if not hosts:  # this site's own host: the referer host most assets are fetched with
-        hosts = _own_hosts(table, targets, refs)
-        refs = [values.referer(r, hosts) for r in table.referers]
     return Columns(table, [t.uri for t in targets], targets, agents, refs, table.methods)
 
 
