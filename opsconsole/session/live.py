@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from ..config import Config
 from ..controls.report import ControlsReport
 from ..controls.state import parse_utc
-from ..fleet import ServerFeed, ServicePipeline
+from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
@@ -154,7 +154,7 @@ class LiveSession(Session):
         """time.monotonic() when each service's next analysis is due."""
         self._slices: dict[str, float] = {}
         """Per service, the end of the saved slice of normal traffic (before its flood)."""
-        self._analysed_rate: dict[str, tuple[float, float]] = {}
+        self._analysed_rate: dict[str, tuple[float, float | None]] = {}
         """Per service, (time.monotonic(), live rate) when its last analysis began."""
 
     # -- life cycle -------------------------------------------------------------------------
@@ -343,9 +343,13 @@ class LiveSession(Session):
                 log.exception("suggestions listener failed")
         return event
 
-    def _live_rate(self, service: str, seconds: int = 30) -> float:
-        """Requests per second over the last ``seconds`` of the live window."""
-        per_second = self.pipelines[service].snapshot().per_second[-seconds:]
+    def _live_rate(self, service: str, seconds: int = 30) -> float | None:
+        """Requests per second over the last ``seconds`` of the live window (None until a
+        server's log is followed: before, the window is still being filled)."""
+        pipeline = self.pipelines[service]
+        if not any(f.state is FeedState.FOLLOWING for f in pipeline.feeds.values()):
+            return None
+        per_second = pipeline.snapshot().per_second[-seconds:]
         return sum(per_second) / len(per_second) if per_second else 0.0
 
     def _surging(self, service: str, now: float) -> bool:
@@ -354,6 +358,11 @@ class LiveSession(Session):
         if last is None or now - last[0] < SURGE_AFTER:
             return False
         rate = self._live_rate(service)
+        if rate is None:
+            return False
+        if last[1] is None:  # analysed before its window was filled: compare with now on
+            self._analysed_rate[service] = (last[0], rate)
+            return False
         return rate >= SURGE_FACTOR * last[1] and rate - last[1] >= SURGE_MIN_RPS
 
     async def _suggest_loop(self) -> None:
