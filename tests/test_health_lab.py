@@ -193,7 +193,12 @@ def test_a_burst_of_held_connections_shows_in_states_and_top_clients(
     top = {t["ip"]: t["connections"] for t in web1["top_connections"]}
     assert top.get("127.0.0.99", 0) >= established
     assert top.get("127.0.0.98", 0) >= half_open
-    assert web1["top_connections"][0]["ip"] == "127.0.0.99"
+    # Busiest first.  (The lab's servers share this machine's TCP table: 127.0.0.1 may hold
+    # more, with whatever else runs here.)
+    counts = [t["connections"] for t in web1["top_connections"]]
+    assert counts == sorted(counts, reverse=True)
+    others = [t["ip"] for t in web1["top_connections"] if t["ip"] != "127.0.0.1"]
+    assert others[0] == "127.0.0.99"
     assert web1["status"] == "warn"
     assert f"SYN_RECV {web1['tcp']['SYN_RECV']} >= {half_open}" in web1["reasons"]
     assert data["services"]["www"]["healthy"] is True  # slowed, not down
