@@ -90,6 +90,11 @@ def test_ctrl_c_at_any_moment_of_a_command_is_never_a_traceback(lab_with_traffic
         assert not traceback_from_opsconsole(err), (args, after, err)
         if "Traceback" in err:
             continue  # the interpreter had not started opsconsole yet
+        if status == -signal.SIGINT and not err:
+            # Killed by the signal's default action, silently: only outside opsconsole's code,
+            # which the interpreter sets up after its own start (a slow one on a loaded
+            # machine) and tears down after the command ended (`check` takes about a second).
+            continue
         assert status in (0, 1, 130), (args, after, status, err)
         if status == 130:
             assert err.strip().endswith("opsconsole: interrupted"), (args, after, err)
