@@ -32,6 +32,8 @@ SAMPLE = 4000
 counts every path it matches)."""
 MIN_SHAPE_PATHS = 5
 """A shape must cover at least this many distinct window paths to be worth a rule."""
+MAX_DEPTH = 8
+"""Segments of a path its shape spells out; a deeper path's shape ends with ``more``."""
 
 
 def _known_segments(uris: list[bytes]) -> dict[int, set[bytes]]:
@@ -52,8 +54,9 @@ def _key(
 ) -> tuple[tuple[str, bytes], ...] | None:
     """``shapes``: a cache of segment shapes (real segments repeat across many paths)."""
     segs = uri[1:].split(b"/")
-    if len(segs) > 8:
-        return None
+    more = len(segs) > MAX_DEPTH
+    if more:  # a deep path: only a skeleton that ends before its depth can cover it
+        segs = segs[:MAX_DEPTH]
     parts: list[tuple[str, bytes]] = []
     for depth, seg in enumerate(segs):
         last = depth == len(segs) - 1
@@ -70,6 +73,8 @@ def _key(
             if len(shapes) < 100_000:
                 shapes[name] = shape
         parts.append((shape + ("+ext" if ext else ""), b""))
+    if more:
+        parts.append(("more", b""))
     return tuple(parts)
 
 
@@ -84,9 +89,7 @@ def _skeleton(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ..
     out: list[tuple[str, bytes]] = []
     for shape, _lit in key:
         out.append(("lit*", b"") if shape == "lit" else (shape, b""))
-        base = shape.partition("+")[0]
-        strong = base in STRONG or (base.startswith("r:") and "H" in base.split(","))
-        if strong and len(out) < len(key):
+        if _strong(shape) and len(out) < len(key):
             out.append(("tail", b""))
             break
     return tuple(out)
@@ -94,6 +97,20 @@ def _skeleton(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ..
 
 ANY_DIRS = ("dirs*", b"")
 """Any directories before a path's last segment: ``(.*/)?``."""
+
+
+def _strong(shape: str) -> bool:
+    base = shape.partition("+")[0]
+    return base in STRONG or (base.startswith("r:") and "H" in base.split(","))
+
+
+def _optional_ext(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
+    """The key with its last segment's extension optional, when that segment is strongly random:
+    a commit's page and its ``.diff`` / ``.patch`` are one flood."""
+    shape = key[-1][0]
+    if not _strong(shape):
+        return key
+    return (*key[:-1], (shape.partition("+")[0] + "+ext?", b""))
 
 
 def _tokens(key: tuple[tuple[str, bytes], ...]) -> tuple[tuple[str, bytes], ...]:
@@ -122,6 +139,8 @@ def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str |
         if shape == "empty":
             pieces.append(b"")
             continue
+        if shape == "more":
+            return None  # deeper than a shape spells out
         if shape == "lit":
             pieces.append(re.escape(lit))
             continue
@@ -138,12 +157,12 @@ def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str |
         names, exts = zip(*(split_ext(c) if has_ext else (c, b"") for c in column), strict=True)
         if base == "other":
             return None
+        optional = has_ext == "ext?" and not all(exts)
+        found = sorted({e.lower() for e in exts if e})
         if base.startswith("r:"):
             body = runs_regex(base, list(names))
-            if has_ext:
-                found = sorted({e.lower() for e in exts})
-                alts = b"|".join(re.escape(e) for e in found)
-                body += b"(" + alts + b")" if len(found) > 1 else re.escape(found[0])
+            if found:
+                body += _ext_regex(found, optional)
             pieces.append(body)
             continue
         if base == "slug":
@@ -157,19 +176,25 @@ def _shape_regex(key: tuple[tuple[str, bytes], ...], uris: list[bytes]) -> str |
 
             lengths = [len(n) for n in names]
             body = segment_regex(base, (min(lengths), max(lengths)))
-        if has_ext:
-            found = sorted({e.lower() for e in exts})
-            if len(found) > 6:
-                body += rb"\.[a-z]{2,6}"
-            else:
-                alts = b"|".join(re.escape(e) for e in found)
-                body += b"(" + alts + b")" if len(found) > 1 else re.escape(found[0])
+        if found:
+            body += _ext_regex(found, optional)
         pieces.append(body)
     pattern = b"^/" + b"/".join(pieces) + b"$"
     try:
         return pattern.decode("ascii")
     except UnicodeDecodeError:
         return None
+
+
+def _ext_regex(found: list[bytes], optional: bool) -> bytes:
+    """The extensions a shape's paths showed (``optional``: or none)."""
+    if len(found) > 6:
+        body = rb"\.[a-z]{2,6}"
+    elif len(found) > 1 or optional:
+        body = b"(" + b"|".join(re.escape(e) for e in found) + b")"
+    else:
+        body = re.escape(found[0])
+    return body + b"?" if optional else body
 
 
 def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
@@ -199,8 +224,10 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
     groups: dict[Any, list[int]] = defaultdict(list)
     shapes: dict[bytes, str] = {}
     new = np.flatnonzero((w > 0) & (b == 0))
+    sampled = 1  # one new path in `sampled` is shaped
     if len(new) > SHAPE_SAMPLE:  # the shapes of a flood show in a sample of its paths
-        new = new[:: len(new) // SHAPE_SAMPLE + 1]
+        sampled = len(new) // SHAPE_SAMPLE + 1
+        new = new[::sampled]
     for i in new.tolist():
         key = _key(uris[i], known, shapes)
         if key is not None:
@@ -210,15 +237,17 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
         sk = _skeleton(key)
         if sk != key:
             merged[sk].extend(members)
+        if (ek := _optional_ext(sk)) != sk:
+            merged[ek].extend(members)
         tk = _tokens(key)
         if tk != key:
             merged[tk].extend(members)
         if tk[-1][0].partition("+")[0] == "tok" and len(tk) > 1:
             merged[(ANY_DIRS, tk[-1])].extend(members)  # the same token at any depth
     ranked = sorted(groups.items(), key=lambda kv: -int(w[kv[1]].sum()))[:MAX_SHAPES]
-    ranked += sorted(merged.items(), key=lambda kv: -int(w[kv[1]].sum()))[: MAX_SHAPES // 2]
+    ranked += sorted(merged.items(), key=lambda kv: -int(w[kv[1]].sum()))[:MAX_SHAPES]
     for key, members in ranked:
-        if len(members) < MIN_SHAPE_PATHS or int(w[members].sum()) < floor:
+        if len(members) < MIN_SHAPE_PATHS or int(w[members].sum()) * sampled < floor:
             continue
         step = max(1, len(members) // SAMPLE)
         regex = _shape_regex(key, [uris[i] for i in members[::step]])
@@ -226,7 +255,8 @@ def path_candidates(a: _Analyzer, floor: float) -> list[tuple[Condition, str]]:
             continue
         cond = Condition("path", regex)
         if valid_conditions([cond]):
-            out.append(
-                (cond, f"paths shaped {regex} ({len(members)} of them, none in the baseline)")
-            )
+            n = len(members) * sampled
+            out.append((cond, f"paths shaped {regex} (about {n} of them, none in the baseline)"
+                        if sampled > 1 else
+                        f"paths shaped {regex} ({n} of them, none in the baseline)"))  # fmt: skip
     return out
