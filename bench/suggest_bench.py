@@ -13,13 +13,19 @@ and its recommended rules are replayed over the window's requests with nginx's m
 side by side, in the same run, with the best per-IP threshold of the fail2ban kind ("ban an
 address after N 4xx answers in the window"): the best N that spares every real visitor, and the
 best N within 0.5 % collateral.  ``analysis s`` is the analysis alone (parsing included, the SSH
-read excluded), on one core of a shared machine.
+read excluded), on one core of a shared machine; ``GoAccess s`` is GoAccess's JSON report of the
+same log lines (baseline and window) in the same run, the reference the ratio is taken against
+(``ratio`` = analysis / GoAccess: below 1, the analysis is the faster).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -97,6 +103,25 @@ def fail2ban(
     return best_zero, best_half
 
 
+def goaccess_seconds(data: bytes) -> float:
+    """CPU seconds GoAccess takes for its JSON report of ``data`` (a combined log)."""
+    goaccess = shutil.which("goaccess")
+    if goaccess is None:
+        raise SystemExit("suggest_bench: goaccess (the reference) is not installed")
+    with tempfile.TemporaryDirectory(prefix="opsc-suggest-bench-") as tmp:
+        log = Path(tmp) / "access.log"
+        log.write_bytes(data)
+        report = str(Path(tmp) / "r.json")
+        cmd = [goaccess, str(log), "--log-format=COMBINED", "--no-global-config",
+               "--no-progress", "--max-items=10000000", "-o", report]  # fmt: skip
+        before = os.times()
+        subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        after = os.times()
+    return (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", type=float, default=1.0)
@@ -113,9 +138,10 @@ def main() -> int:
     names = list(SCENARIOS) if a.scenarios == "all" else a.scenarios.split(",")
     print(
         "| scenario | seed | window lines | attack | status | rules | recall | collateral "
-        "| analysis s | fail2ban best N (0 %): recall | best N (≤0.5 %): recall, collateral |"
+        "| analysis s | GoAccess s | ratio | fail2ban best N (0 %): recall "
+        "| best N (≤0.5 %): recall, collateral |"
     )
-    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in names:
         for seed in (int(x) for x in a.seeds.split(",")):
             reqs = list(generate(name, seed=seed, scale=a.scale))
@@ -135,6 +161,7 @@ def main() -> int:
                 pos = cut
             result = analyze(log, service, window=a.since, now=end)
             spent = time.process_time() - began
+            ga = goaccess_seconds(data)
             window = [r for r in reqs if r.time > end - a.since]
             rec = [s for s in result.suggestions if s.recommended]
             recall, collateral = measure(rec, window)
@@ -143,7 +170,7 @@ def main() -> int:
             print(
                 f"| {name} | {seed} | {len(window)} | {n_attack / len(window) * 100:.0f} % "
                 f"| {result.status} | {len(rec)} | {recall * 100:.1f} % | {collateral * 100:.2f} % "
-                f"| {spent:.1f} | N={zero[0]}: {zero[1] * 100:.1f} % "
+                f"| {spent:.2f} | {ga:.2f} | {spent / ga:.2f} | N={zero[0]}: {zero[1] * 100:.1f} % "
                 f"| N={half[0]}: {half[1] * 100:.1f} %, {half[2] * 100:.2f} % |",
                 flush=True,
             )
