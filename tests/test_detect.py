@@ -163,6 +163,21 @@ def test_flood_onset() -> None:
     late = rng.uniform(split, end, 9000)
     assert flood_onset(np.sort(np.concatenate([normal, late])), start, split, end) is None
     assert flood_onset(np.sort(normal), start, split, end) is None
+    # A flood that began in the minute the window begins in (its first seconds in the baseline).
+    split, end = 1830.0, 2430.0
+    normal = rng.uniform(start, end, 600)
+    flood = rng.uniform(1800.0, end, 9000)
+    assert flood_onset(np.sort(np.concatenate([normal, flood])), start, split, end) == 1800.0
+
+
+def test_a_scan_that_began_a_minute_before_the_window_gets_its_rules() -> None:
+    # The scan's first minute fell in the baseline, its busiest address calling itself an
+    # internet survey (CensysInspect): neither may shield it.
+    result, window = run("scanner", seed=3, scale=1.0, window=360.0)
+    assert result.status == "ok", result.reason
+    assert any("inside the baseline" in n for n in result.notes)
+    recall, collateral = recall_and_collateral(result, window)
+    assert recall >= 0.95 and collateral <= 0.005
 
 
 def test_an_empty_log_a_log_of_garbage_and_a_window_without_baseline() -> None:

@@ -1001,7 +1001,9 @@ def flood_onset(
     above = counts[:first_w] > noise
     # The share of minutes above the range from minute k to the window, for every k.
     tail = np.cumsum(above[::-1])[::-1] / np.arange(first_w, 0, -1)
-    for k in range(3, first_w - 1):
+    for k in range(3, first_w):  # up to the minute the window begins in, if it began before
+        if start + k * 60 >= split:
+            break
         if above[k] and tail[k] >= 0.9 and counts[k:first_w].mean() >= 0.25 * level:
             return start + k * 60
     return None

@@ -181,8 +181,10 @@ class Agent:
 
     @property
     def wanted(self) -> bool:
-        """A client the site wants though it may look odd (crawler, packages, feeds…)."""
-        return self.kind in ("crawler", "preview", "package", "git", "feed", "monitor", "survey")
+        """A client the site wants though it may look odd (crawler, packages, feeds…).  Not an
+        internet survey (Censys, Shadowserver…): it is named, but nothing on the site needs it,
+        and scanners send its name."""
+        return self.kind in ("crawler", "preview", "package", "git", "feed", "monitor")
 
     @property
     def verified_by_network(self) -> bool:
