@@ -272,13 +272,13 @@ def start_nginx(prefix: Path, *, pid_file: bool = True) -> subprocess.Popen[byte
         + f"error_log {prefix}/error.log;\nevents {{ worker_connections 16; }}\n"
         + f"http {{ access_log off;\n{temp}\n}}\n"
     )
+    (prefix / "run").mkdir()  # before nginx starts: it writes its pid file there at once
     popen = subprocess.Popen(
         [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-e", "error.log"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     pid_path = prefix / ("nginx.pid" if pid_file else "run/master.pid")
-    (prefix / "run").mkdir()
     deadline = time.monotonic() + 5
     while not pid_path.exists():
         assert popen.poll() is None and time.monotonic() < deadline, "nginx did not start"
