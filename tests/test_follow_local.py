@@ -231,7 +231,7 @@ async def test_cancelling_the_reader_stops_the_follower_and_its_tail(tmp_path: P
     log.write_bytes(b"")
     c = follow(log)
     await until_following(c)
-    tails = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["tail"]]
+    tails = [p for p in psutil.Process().children(recursive=True) if argv_of(p)[:1] == ["tail"]]
     assert tails
     c.task.cancel()
     await asyncio.wait([c.task], timeout=5)
@@ -367,11 +367,19 @@ async def test_truncation_under_a_partial_line_drops_only_that_fragment(tmp_path
     await c.stop()
 
 
+def argv_of(proc: psutil.Process) -> list[str]:
+    """A process's command line; empty once it has ended (it may end as it is listed)."""
+    try:
+        return list(proc.cmdline())
+    except psutil.NoSuchProcess:
+        return []
+
+
 def kill_own_tail(path: Path) -> int:
     """Kill (by PID) the ``tail`` this test process started for ``path``; return how many."""
     killed = 0
     for child in psutil.Process().children(recursive=True):
-        argv = child.cmdline()
+        argv = argv_of(child)
         if argv and argv[0] == "tail" and os.path.realpath(argv[-1]) == str(path):
             child.kill()
             killed += 1
@@ -414,7 +422,7 @@ async def test_a_truncation_tail_does_not_report_is_caught_by_the_size_poll(
     await until_following(c)
     append(log, lines("a", 100))
     await c.wait_for(100)
-    (tail,) = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[:1] == ["tail"]]
+    (tail,) = [p for p in psutil.Process().children(recursive=True) if argv_of(p)[:1] == ["tail"]]
     tail.suspend()  # a tail that never notices: only the follower's stat poll can
     os.truncate(log, 0)
     append(log, lines("b", 10))

@@ -48,7 +48,10 @@ def remote_tails(lab: Lab, path: Path) -> list[psutil.Process]:
     """The server-side ``tail`` processes reading ``path`` under web1's sshd."""
     found = []
     for proc in psutil.Process(lab.servers["web1"].sshd_pid).children(recursive=True):
-        argv = proc.cmdline()
+        try:
+            argv = proc.cmdline()
+        except psutil.NoSuchProcess:  # ended since it was listed (a session closing)
+            continue
         if argv and argv[0] == "tail" and os.path.realpath(argv[-1]) == str(path):
             found.append(proc)
     return found
