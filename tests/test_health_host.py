@@ -281,7 +281,9 @@ def start_nginx(prefix: Path, *, pid_file: bool = True) -> subprocess.Popen[byte
     pid_path = prefix / ("nginx.pid" if pid_file else "run/master.pid")
     deadline = time.monotonic() + 5
     while not pid_path.exists():
-        assert popen.poll() is None and time.monotonic() < deadline, "nginx did not start"
+        if popen.poll() is not None or time.monotonic() > deadline:
+            stop(popen)
+            raise AssertionError(f"nginx did not start: {(prefix / 'error.log').read_text()}")
         time.sleep(0.05)
     if not pid_file:
         pid_path.unlink()  # only the command line can tell now
@@ -292,14 +294,27 @@ def start_nginx(prefix: Path, *, pid_file: bool = True) -> subprocess.Popen[byte
 def two_nginx(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]]:
     """web1's nginx (with a pid file) and web10's (without), like two lab servers on one host."""
     first = start_nginx(tmp_path / "web1" / "nginx")
-    second = start_nginx(tmp_path / "web10" / "nginx", pid_file=False)
+    try:
+        second = start_nginx(tmp_path / "web10" / "nginx", pid_file=False)
+    except BaseException:
+        stop(first)
+        raise
     try:
         yield first, second
     finally:
-        for popen in (first, second):
-            if popen.poll() is None:
-                popen.send_signal(signal.SIGTERM)  # the master stops its workers
-            popen.wait(10)
+        stop(first)
+        stop(second)
+
+
+def stop(popen: subprocess.Popen[bytes]) -> None:
+    """Stop an nginx master by its PID (it stops its workers), killing it if it lingers."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+    try:
+        popen.wait(10)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(5)
 
 
 @pytest.mark.parametrize("reader", ["psutil", "proc", "shell"])
