@@ -227,7 +227,7 @@ def test_a_second_lab_in_a_running_labs_directory_is_refused(lab: Lab) -> None:
     assert lab.status()["running"]
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python -m opsconsole ARGS`` in a fresh process, as an operator would run it."""
     return subprocess.run(
         [sys.executable, "-m", "opsconsole", *args],
@@ -235,7 +235,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         cwd=REPO_ROOT,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        timeout=60,
+        timeout=timeout,
     )
 
 

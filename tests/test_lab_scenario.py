@@ -11,19 +11,19 @@ timed.
 from __future__ import annotations
 
 import calendar
+import functools
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from test_lab import cli as lab_cli
+from test_lab import wait_for
 
 from opsconsole.cli import main
 from opsconsole.cli.demo import demo_note
@@ -36,34 +36,14 @@ from opsconsole.lab.served import Served
 
 pytestmark = pytest.mark.lab
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SMALL = 0.05
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 LINE = re.compile(rb'^(\S+) - \S+ \[([^\]]+)\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+) ')
 
+cli = functools.partial(lab_cli, timeout=120)  # `lab up` writes the scenario's past first
+
 Key = tuple[str, str, str, str, str]
 """(server, service, client, request, status) of a log line or a label."""
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m opsconsole ARGS`` in a fresh process, as an operator would run it."""
-    return subprocess.run(
-        [sys.executable, "-m", "opsconsole", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        timeout=120,
-    )
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def epoch(time_local: bytes) -> float:
