@@ -185,6 +185,7 @@ class _Scored:
     explanation: str
     stopped_w: int = 0
     stopped_b: int = 0
+    unseen_b: int = 0
     excess: float = 0.0
     human: int = 0
     score: float = 0.0
@@ -513,6 +514,8 @@ class _Analyzer:
         self.claims = np.array([a.wanted for a in cols.agents], dtype=bool)[t.agent]
         """Requests whose user agent names a client the site wants (true or not)."""
         self.wanted = self.claims & self._verified()
+        self.vouched = self.human | self.wanted
+        """Requests of clients that show who they are: real browsers, wanted clients."""
         self.baseline_clients = np.unique(t.client[self.B])
         self.known_client = np.isin(t.client, self.baseline_clients)
 
@@ -540,15 +543,21 @@ class _Analyzer:
         s = _Scored(rule, mask, explanation)
         s.stopped_w = int((mask & self.W).sum())
         s.stopped_b = int((mask & self.B).sum())
+        s.unseen_b = int((mask & self.B & ~self.vouched).sum())
         s.excess = s.stopped_w - self.ratio * s.stopped_b
-        s.human = int((mask & self.W & (self.human | self.wanted)).sum())
+        s.human = int((mask & self.W & self.vouched).sum())
         return s
 
-    def _cost(self, stopped_b: float, human: float) -> float:
-        """The real visitors' window requests a rule (or a set) would stop, estimated high:
-        those that behave like real visitors or are wanted clients, plus what the baseline's
-        hits predict (an upper bound of it: a baseline is a small sample)."""
-        predicted = self.ratio * (stopped_b + 2 * math.sqrt(stopped_b) + (1 if stopped_b else 0))
+    def _cost(self, unseen_b: float, human: float) -> float:
+        """The real visitors' window requests a rule (or a set) would stop, estimated high.
+
+        Two parts that do not overlap: the window's requests of clients that show they are real
+        visitors (they load the pages' assets) or wanted clients, counted as they are; and the
+        real visitors the window cannot tell apart (cached assets, API and feed clients), whose
+        share the baseline's hits *by clients of that kind* predict — an upper bound of it,
+        since a baseline is a small sample."""
+        b = unseen_b
+        predicted = self.ratio * (b + 2 * math.sqrt(b) + (1 if b else 0))
         return human + predicted
 
     def _eligible(self, s: _Scored) -> bool:
@@ -558,7 +567,7 @@ class _Analyzer:
             return False
         if s.human > HUMAN_SHARE_MAX * s.stopped_w:
             return False
-        return self._cost(s.stopped_b, s.human) <= self.budget * self.normal_w
+        return self._cost(s.unseen_b, s.human) <= self.budget * self.normal_w
 
     def _candidates(self) -> list[_Scored]:
         out: list[_Scored] = []
@@ -706,7 +715,7 @@ class _Analyzer:
             # A client unlike the bulk keeps its network open when it is busy (a scanner); a
             # flood's address that sent one odd request is just not counted.
             busy = np.bincount(t.client[self.W], minlength=len(t.clients)) >= 8
-            others = self.W & ((self.human | self.wanted) | (odd & ~alike & busy[t.client]))
+            others = self.W & (self.vouched | (odd & ~alike & busy[t.client]))
         if not suspect.any():
             return None
         if self.addresses is None:
@@ -779,8 +788,8 @@ class _Analyzer:
                     continue
                 union = stopped | c.mask
                 cost = self._cost(
-                    float((union & self.B).sum()),
-                    float((union & self.W & (self.human | self.wanted)).sum()),
+                    float((union & self.B & ~self.vouched).sum()),
+                    float((union & self.W & self.vouched).sum()),
                 )
                 if cost <= budget:
                     best, best_gain = c, g
