@@ -17,9 +17,11 @@ import textwrap
 from typing import Any, TextIO
 
 from ..config import Config, load_config
+from ..controls.stage import SiteStage, Stage
 from ..health import FleetHealth, HostMetrics, Status, fleet_to_json
 from ..health.check import Progress
 from ..session import Session
+from ..session.board import site_stages
 from .running import run_async
 
 WIDTH = 80
@@ -43,26 +45,33 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     progress = _progress_line(sys.stderr) if sys.stderr.isatty() else None
-    fleet = run_async(check(config, progress))
+    fleet, stages = run_async(check(config, progress))
     if progress is not None:
         sys.stderr.write("\r" + " " * (WIDTH - 1) + "\r")
         sys.stderr.flush()
     if args.json:
-        json.dump(fleet_to_json(fleet), sys.stdout, indent=2)
+        out = fleet_to_json(fleet)
+        for name, stage in stages.items():
+            out["services"][name].update(stage.to_dict())
+        json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_table(fleet))
+        sys.stdout.write(render_table(fleet, stages))
         bad = _problems(fleet)
         if bad:
             print(f"opsconsole: not healthy: {', '.join(bad)}", file=sys.stderr)
     return 0 if fleet.healthy else 1
 
 
-async def check(config: Config, progress: Progress | None = None) -> FleetHealth:
+async def check(
+    config: Config, progress: Progress | None = None
+) -> tuple[FleetHealth, dict[str, SiteStage]]:
+    """The fleet's health, and each site's recovery stage from its controls and answer."""
     # One-shot: a couple of attempts per server, so the report gives the real reason quickly.
     session = Session(config, connect_timeout=config.health.timeout)
     try:
-        return await session.check(progress)
+        fleet = await session.check(progress)
+        return fleet, await site_stages(session, fleet.services)
     finally:
         await session.close()
 
@@ -127,6 +136,7 @@ SERVER_COLUMNS = [
 SERVICE_COLUMNS = [
     ("SERVICE", 10, False),
     ("STATUS", 7, False),
+    ("STAGE", 10, False),
     ("HTTP", 4, True),
     ("LATENCY", 8, True),
     ("TLS", 4, True),
@@ -161,8 +171,10 @@ def _detail(reasons: tuple[str, ...]) -> list[str]:
     ]
 
 
-def render_table(fleet: FleetHealth) -> str:
-    """The human report: one line per server and service, reasons indented under problems."""
+def render_table(fleet: FleetHealth, stages: dict[str, SiteStage] | None = None) -> str:
+    """The human report: one line per server and service, reasons indented under problems,
+    and under each site not simply open, where it stands in its recovery."""
+    stages = stages or {}
     lines = [_row(SERVER_COLUMNS, [t for t, _, _ in SERVER_COLUMNS])]
     for name, s in fleet.servers.items():
         lines.append(_row(SERVER_COLUMNS, [name, s.status.value, *_host_cells(s.metrics)]))
@@ -171,9 +183,11 @@ def render_table(fleet: FleetHealth) -> str:
     lines.append(_row(SERVICE_COLUMNS, [t for t, _, _ in SERVICE_COLUMNS]))
     for name, v in fleet.services.items():
         p = v.probe
+        stage = stages.get(name)
         cells = [
             name,
             v.status.value,
+            stage.stage.value if stage else "-",
             str(p.http_status) if p and p.http_status is not None else "-",
             f"{p.latency_ms:.0f} ms" if p and p.latency_ms is not None else "-",
             f"{p.tls_days_left}d" if p and p.tls_days_left is not None else "-",
@@ -181,5 +195,7 @@ def render_table(fleet: FleetHealth) -> str:
         ]
         lines.append(_row(SERVICE_COLUMNS, cells))
         reasons = v.reasons if v.status is not Status.UNKNOWN else ()
+        if stage is not None and (stage.stage is not Stage.OPEN or stage.awaiting_confirmation):
+            reasons = (*reasons, stage.summary())
         lines += _detail(reasons)
     return "\n".join(lines) + "\n"

@@ -20,9 +20,11 @@ from typing import Any
 
 from ..config import Config, load_config
 from ..controls import ControlsReport
+from ..controls.stage import SiteStage
 from ..controls.state import ControlState, parse_utc
 from ..durations import format_duration
 from ..session import Session
+from ..session.board import site_stages
 from ..text import shown
 from .acting import confirm_command
 from .running import run_async
@@ -48,21 +50,23 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-async def fetch(config: Config, service: str) -> tuple[ControlsReport, Any]:
-    """The controls, and what each rule in force refused in the last minute of the logs (None
-    when there is no rule, or no log could be read)."""
+async def fetch(config: Config, service: str) -> tuple[ControlsReport, Any, SiteStage]:
+    """The controls, what each rule in force refused in the last minute of the logs (None
+    when there is no rule, or no log could be read), and the site's recovery stage."""
     session = Session(config)
     try:
         report = await session.controls(service)
         states = [s.state for s in report.servers.values() if s.state is not None]
         state = states[0] if states else None
+        stage = (await site_stages(session, services=[service], controls={service: report},
+                                   probe=True))[service]  # fmt: skip
         if state is None or not (state.blocks or state.filters or state.rate_limit.rate
                                  or state.maintenance.on):  # fmt: skip
-            return report, None
+            return report, None, stage
         effects, feeds = await session.effects(service, state)
         if all(f.error for f in feeds.values()):
-            return report, None
-        return report, effects
+            return report, None, stage
+        return report, effects, stage
     finally:
         await session.close()
 
@@ -70,13 +74,15 @@ async def fetch(config: Config, service: str) -> tuple[ControlsReport, Any]:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     config.service(args.service)
-    report, effects = run_async(fetch(config, args.service))
+    report, effects, stage = run_async(fetch(config, args.service))
     if args.json:
         out = report.to_dict()
         out["stops_now"] = effects.to_dict() if effects is not None else None
+        out.update(stage.to_dict())
         print(json.dumps(out))
     else:
         print(render(report, args.config))
+        print(f"stage: {stage.summary()}")
         if effects is not None:
             print(render_effects(effects))
     failed = {n: s.error for n, s in report.servers.items() if s.error}

@@ -49,6 +49,13 @@ class Effects:
     rules: tuple[RuleEffect, ...] = ()
     unattributed: int = 0
     """Refusals no rule in force matches (another console's change, nginx's own 403s)."""
+    statuses: tuple[tuple[int, int], ...] = ()
+    """Every status answered in the span, with its count (what the site answers)."""
+
+    @property
+    def refused(self) -> int:
+        """Requests the rules in force refused in the span (maintenance's 503s included)."""
+        return sum(e.requests for e in self.rules)
 
     def of(self, rule: str) -> RuleEffect | None:
         return next((e for e in self.rules if e.rule == rule), None)
@@ -94,4 +101,6 @@ def rule_effects(
     if state.maintenance.on:
         k = int((status == 503).sum())
         out.append(RuleEffect("maintenance", k, k / seconds, k / n, "503 for all but the allowed"))
-    return Effects(span, n, tuple(out), int(left.sum()))
+    codes, counts = np.unique(status, return_counts=True)
+    statuses = tuple(zip(codes.tolist(), counts.tolist(), strict=True))
+    return Effects(span, n, tuple(out), int(left.sum()), statuses)

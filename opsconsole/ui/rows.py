@@ -15,8 +15,18 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from ..controls.stage import (
+    SiteStage,
+    Stage,
+    StageMemory,
+    refused_codes,
+    serving_from_log,
+    site_stage,
+)
+from ..controls.state import parse_utc
+from ..durations import format_duration
 from ..fleet import ServerFeed, server_state
-from ..health import FleetHealth, Status
+from ..health import FleetHealth, ServiceHealth, Status
 from ..session import ControlsEvent
 from ..session.live import SuggestEvent
 from ..stats.snapshot import Snapshot
@@ -29,6 +39,7 @@ TREND_SECONDS = 300
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("service", "Service"),
+    ("stage", "Stage"),
     ("servers", "Servers"),
     ("rps", "req/s"),
     ("trend", "last 5 min"),
@@ -36,6 +47,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("5xx", "5xx"),
     ("health", "Health"),
     ("controls", "Controls"),
+    ("refused", "Refused"),
     ("excess", "Excess"),
     ("2xx", "2xx"),
     ("4xx", "4xx"),
@@ -45,7 +57,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 """The fleet table's columns, in table order."""
 KEEP_ORDER = (
-    "service", "rps", "404", "health", "controls", "excess", "5xx", "servers", "trend", "ips",
+    "service", "stage", "rps", "404", "health", "controls", "refused", "excess", "5xx", "servers",
+    "trend", "ips",
     "topnet",
     "2xx", "4xx", "topip",
 )  # fmt: skip
@@ -53,6 +66,7 @@ KEEP_ORDER = (
 
 SORTS: tuple[tuple[str, str, bool], ...] = (
     ("service", "name", False),
+    ("stage", "stage (down first)", False),
     ("rps", "req/s", True),
     ("404", "404 ratio", True),
     ("5xx", "5xx share", True),
@@ -132,6 +146,9 @@ class ServiceRow:
     """The share of the traffic that is excess, from the last analysis (None: not known)."""
     rules: int = 0
     """Rules the last analysis recommends."""
+    stage: SiteStage | None = None
+    """Where the site stands in its recovery (None: its controls are not read yet)."""
+    now: float = 0.0
 
     def sort_value(self, column: str) -> object:
         values: dict[str, object] = {
@@ -143,6 +160,8 @@ class ServiceRow:
             "topnet": self.top_subnet_share,
             "health": self.health.rank,
             "excess": self.excess if self.excess is not None else -1.0,
+            "stage": (self.stage.stage.rank, self.name) if self.stage else (99, self.name),
+            "refused": self.stage.refused_share or 0.0 if self.stage else 0.0,
         }
         return values.get(column, self.name)
 
@@ -192,9 +211,26 @@ class ServiceRow:
             "topnet": pct(self.top_subnet_share, 0.2, 0.4),
             "health": Text(self.health.value, p[self.health]),
             "controls": controls,
+            "stage": self._stage(p),
+            "refused": (
+                pct(self.stage.refused_share)
+                if self.stage is not None and self.stage.refused_share is not None
+                else Text("…" if self.stage is None else "—", p["muted"], justify="right")
+            ),
             "excess": self._excess(p),
         }
         return [cells[key] for key, _ in COLUMNS]
+
+    def _stage(self, p: Palette) -> Text:
+        """``protected 12m``: the stage, and for how long (as far as known)."""
+        if self.stage is None:
+            return Text("…", p["muted"])
+        st = self.stage
+        text = Text(st.stage.value, p[_STAGE_STYLE[st.stage]])
+        age = stage_age(st, self.now)
+        if age:
+            text.append(f" {age}", p["muted"])
+        return text
 
     def _excess(self, p: Palette) -> Text:
         """``92% ★3``: the excess, and how many rules are suggested for it."""
@@ -210,6 +246,61 @@ class ServiceRow:
 
 
 _MARK = {Status.OK: "●", Status.DOWN: "✕", Status.MAINTENANCE: "◌"}
+_STAGE_STYLE = {
+    Stage.DOWN: "down", Stage.CLOSED: "maintenance", Stage.STAFF_ONLY: "maintenance",
+    Stage.PROTECTED: "warn", Stage.OPEN: "ok", Stage.UNKNOWN: "muted",
+}  # fmt: skip
+
+
+def stage_age(stage: SiteStage, now: float) -> str:
+    """How long the site has been in its stage, compactly (``12m``, ``3h``), or ""."""
+    if not stage.since:
+        return ""
+    try:
+        began = parse_utc(stage.since).timestamp()
+    except ValueError:
+        return ""
+    left = max(0.0, now - began)
+    if left < 60:
+        return "<1m"
+    text = format_duration(left - left % 60 if left < 3600 else left - left % 3600)
+    return text
+
+
+def row_stage(
+    snap: Snapshot,
+    health: ServiceHealth | None,
+    controls: ControlsEvent | None,
+    memory: StageMemory | None,
+    now: float,
+) -> SiteStage | None:
+    """The site's stage from what the console sees live: its controls, its probe (else its
+    live status mix) and the share of its live traffic answered with its rules' refusals."""
+    report = controls.report if controls is not None else None
+    if report is None:
+        return None
+    state = next((s.state for s in report.servers.values() if s.state is not None), None)
+    counts = {int(k): v for k, v in snap.status.items() if k.isdigit()}
+    total = sum(counts.values())
+    serving: bool | None = None
+    answer = ""
+    if health is not None and health.probe is not None and health.healthy is not None:
+        serving = health.status is not Status.DOWN
+        p = health.probe
+        answer = p.error or (f"HTTP {p.http_status}" if p.http_status is not None else "")
+    elif total:
+        serving = serving_from_log(counts)
+        answer = "most of its live traffic is 5xx" if serving is False else ""
+    refused = None
+    if state is not None and total:
+        codes = refused_codes(state)
+        refused = sum(n for c, n in counts.items() if c in codes) / total
+    deadlines = sorted(s.confirm_deadline for s in report.servers.values() if s.confirm_deadline)
+    stage = site_stage(
+        state, serving, answer=answer, refused_share=refused,
+        awaiting_confirmation=deadlines[0] if deadlines else None,
+    )  # fmt: skip
+    return memory.date(snap.service, stage, now) if memory is not None else stage
 
 
 def build_row(
@@ -220,6 +311,7 @@ def build_row(
     controls: ControlsEvent | None,
     now: float,
     suggestions: SuggestEvent | None = None,
+    stages: StageMemory | None = None,
 ) -> ServiceRow:
     total = sum(snap.status.values())
     n404 = snap.status.get("404", 0)
@@ -254,4 +346,6 @@ def build_row(
         controls=tuple(badges(controls, now)),
         excess=suggestions.excess_share if suggestions is not None else None,
         rules=suggestions.recommended if suggestions is not None else 0,
+        stage=row_stage(snap, svc_health, controls, stages, now),
+        now=now,
     )

@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from ...controls.stage import StageMemory
 from ...session import Settle
 from ...text import shown
 from ..rows import SORTS, build_row
@@ -44,6 +45,8 @@ class FleetScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sort_index = 0
+        self.stages = StageMemory(None)
+        """When this console first saw each site in its stage (the row's age)."""
 
     @property
     def console(self) -> OpsConsoleApp:
@@ -79,6 +82,7 @@ class FleetScreen(Screen[None]):
                 app.controls.get(name),
                 now,
                 source.known_suggestions(name),
+                self.stages,
             )
             for name in source.services()
         ]
@@ -97,6 +101,8 @@ class FleetScreen(Screen[None]):
         if row is not None:
             p = self.console.palette
             detail.append(f"{row.name}: ", "bold")
+            if row.stage is not None:
+                detail.append(f"{shown(row.stage.summary())}  ")
             for server, kind, text in row.servers:
                 detail.append(f"{server} ", p[kind])
                 detail.append(f"{shown(text)}  ")
