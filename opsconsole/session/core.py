@@ -50,6 +50,7 @@ from ..transport.base import Transport, TransportError, Unreachable
 if TYPE_CHECKING:  # numpy is imported only by the commands that analyse
     from ..detect.analysis import Analysis
     from ..detect.effects import Effects
+    from ..report import OnStage, Report
 
 LONG_BASELINE = 7200.0
 """The baseline compared with when the default one looks flooded (the flood is older)."""
@@ -301,6 +302,56 @@ class Session:
         chosen = state
         effects = await self.fleet.work(lambda: rule_effects(log, chosen, span=span, now=now))
         return effects, feeds
+
+    async def report(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        since: float = 86400.0,
+        now: float | None = None,
+        progress: HistoryProgress | None = None,
+        on_stage: OnStage | None = None,
+        read_limit: int | None = None,
+    ) -> Report:
+        """``report``: the incident of the last ``since`` seconds (DESIGN §7), per service —
+        its servers' logs read as ``stats`` reads them (sampled past ``read_limit`` bytes of a
+        server's log), every server's audit trail merged with the local one, the controls in
+        force and what ``suggest`` still recommends.  A server that cannot be read is named in
+        the report; the rest is reported."""
+        from datetime import UTC
+
+        from ..errors import OpsConsoleError
+        from ..report import READ_LIMIT, ServiceFacts, build_report, read_traffic
+        from ..report.incident import AROUND
+
+        names = list(services) if services is not None else list(self.config.services)
+        end = int(time.time() if now is None else now)
+        start = end - int(since)
+        stage = on_stage or (lambda _what: None)
+        stage("reading the audit trails")
+        trail = await self.timeline(names, since=datetime.fromtimestamp(start, UTC))
+        facts = []
+        for name in names:
+            stage(f"{name}: reading the logs")
+            traffic = await read_traffic(
+                self.fleet, self.config.service(name), start - AROUND, end,
+                read_limit=read_limit or READ_LIMIT, progress=progress,
+            )  # fmt: skip
+            stage(f"{name}: reading the controls")
+            controls = await self.controls(name)
+            analysis: Analysis | str | None = None
+            if any(s.error is None for s in traffic.servers.values()):
+                stage(f"{name}: what suggest recommends now")
+                try:
+                    analysis = (await self.suggest(name, auto_baseline=True))[0]
+                except (OpsConsoleError, TransportError) as e:
+                    analysis = str(e)
+            facts.append(ServiceFacts(name, traffic, controls, analysis))
+        return await self.fleet.work(
+            lambda: build_report(
+                facts, trail.events, since=since, start=start, end=end, errors=trail.errors
+            )
+        )
 
     def local_events(self, services: Iterable[str] | None = None) -> list[dict[str, Any]]:
         names = list(services) if services is not None else list(self.config.services)
