@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from .durations import parse_duration
 from .errors import ConfigError
@@ -55,6 +56,29 @@ class HealthConfig:
     """This many half-open (SYN_RECV) connections or more is 'warn' (a SYN flood symptom)."""
     tls_warn_days: int = 14
     """An https certificate with fewer days left than this is 'warn'."""
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    webhooks: tuple[str, ...] = ()
+    """Incoming-webhook URLs (Slack, Mattermost, Matrix hookshot…), each POSTed a JSON body with
+    a ``text`` line for every change, confirm, rollback and automatic revert.  Their paths and
+    queries are secrets: opsconsole only ever shows them as :func:`shown_url` does."""
+
+
+def shown_url(url: str) -> str:
+    """A webhook URL as it may be shown (messages, logs, state files): scheme and host only,
+    ``https://hooks.slack.com/…`` — the path and query of an incoming webhook are its secret."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "(an invalid URL)"
+    if not parts.scheme or not parts.hostname:
+        return f"{parts.scheme}:// without a host" if parts.scheme else "(not a URL)"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}/…"
 
 
 @dataclass(frozen=True)
@@ -123,6 +147,8 @@ class Config:
     """``example = true``: the documented example shipped in the checkout, which describes no
     real fleet; :func:`load_config` refuses it, so it never stands in for the operator's own
     config (or the lab's) just because it sits in the current directory."""
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    """``[notify]``: where changes are announced (nowhere by default)."""
 
     def service(self, name: str) -> ServiceConfig:
         """The service called ``name``; a ConfigError listing the known ones otherwise."""
@@ -261,7 +287,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     """Validate a parsed TOML document; ``path`` is only used in messages."""
     file = str(path)
     top = _Reader(file, "", data)
-    top.refuse_unknown({"example", "console", "health", "servers", "services"})
+    top.refuse_unknown({"example", "console", "health", "notify", "servers", "services"})
     example = top.get("example", bool, False, "true or false")
 
     c = _Reader(file, "console", data.get("console", {}))
@@ -292,6 +318,8 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
     h.check("load_warn_per_cpu", lambda v: v > 0, "expected a positive number")
     h.check("syn_recv_warn", lambda v: v >= 1, "expected a whole number of at least 1")
     h.check("tls_warn_days", lambda v: 0 <= v <= 3650, "expected a number of days from 0 to 3650")
+
+    notify = _notify(_Reader(file, "notify", data.get("notify", {})))
 
     servers: dict[str, ServerConfig] = {}
     s_all = _Reader(file, "servers", data.get("servers", {}))
@@ -382,4 +410,36 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         servers=servers,
         services=services,
         example=example,
+        notify=notify,
     )
+
+
+def _notify(r: _Reader) -> NotifyConfig:
+    """``[notify]``: each webhook an http(s) URL with a host, listed once.  A bad one is shown
+    as :func:`shown_url` shows it, never whole (its path is a secret)."""
+    r.refuse_unknown({"webhooks"})
+    hooks = r.table.get("webhooks", [])
+    if not isinstance(hooks, list):
+        raise r.error("webhooks", "expected a list of http:// or https:// URLs")
+    seen: set[str] = set()
+    for i, url in enumerate(hooks):
+        key = f"webhooks[{i}]"
+        if not isinstance(url, str):
+            raise r.error(key, f"expected an http:// or https:// URL, got {type(url).__name__}")
+        try:
+            parts = urlsplit(url)
+            ok = (
+                parts.scheme in ("http", "https")
+                and bool(parts.hostname)
+                and (parts.port is None or parts.port > 0)
+            )
+        except ValueError:
+            ok = False
+        if not ok or any(ch.isspace() or ord(ch) < 32 for ch in url):
+            raise r.error(
+                key, f"expected an http:// or https:// URL with a host, got {shown_url(url)}"
+            )
+        if url in seen:
+            raise r.error(key, f"{shown_url(url)} is listed twice (it would be posted twice)")
+        seen.add(url)
+    return NotifyConfig(webhooks=tuple(hooks))
