@@ -15,7 +15,10 @@ module parses, asks and prints.  Order of a run, so that bad input never reaches
 5. print per server ok / failed / rolled back with versions (stdout) — or ``ApplyReport.to_dict``
    with ``--json`` — failures in nginx's own words on stderr, a no-op as such ("not blocked on
    www: … — nothing changed", exit 0), and for a commit-confirmed change its deadline and the
-   exact ``confirm`` command.  Exit 0 done, 1 failed on a server.
+   exact ``confirm`` command.  Exit 0 done, 1 failed on a server;
+6. wait at most ``notify.EXIT_WAIT`` seconds for the ``[notify]`` webhook posts, and name on
+   stderr each webhook that did not take its post (one line each; the exit status is the
+   change's).
 
 Used by :mod:`.act`.  Imports the core only.
 """
@@ -159,6 +162,10 @@ async def _execute(
     finally:
         await session.close()
     print_report(report, args)
+    # The change is done and printed; its webhook posts get a few seconds more, and a webhook
+    # that did not take one is named on stderr — the exit status stays the change's.
+    for failure in await session.notifier.aclose():
+        print(f"opsconsole: {shown(failure.line())}", file=sys.stderr)
     return report.exit_status
 
 

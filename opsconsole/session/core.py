@@ -44,6 +44,7 @@ from ..fleet import Fleet, ServerFeed
 from ..fleet import Progress as HistoryProgress
 from ..health import FleetHealth, check_fleet
 from ..health.check import Progress as HealthProgress
+from ..notify import EXIT_WAIT, DeliveryFailure, Kind, Notifier
 from ..text import unprefixed
 from ..transport.base import Transport, TransportError, Unreachable
 
@@ -119,6 +120,8 @@ class Session:
         self.settled: dict[str, float] = {}
         """Service -> time.monotonic() of this session's last confirm or rollback (so a watch
         does not take our own rollback for a server reverting by itself)."""
+        self.notifier = Notifier.for_config(config, audit_trail=self.audit_path)
+        """Posts every intent's result to the ``[notify]`` webhooks (in the background)."""
 
     @property
     def operator(self) -> str:
@@ -130,6 +133,12 @@ class Session:
 
     async def close(self) -> None:
         await self.fleet.close()
+
+    async def aclose(self, notify_wait: float = EXIT_WAIT) -> list[DeliveryFailure]:
+        """Close the connections, then wait at most ``notify_wait`` seconds for the webhook
+        deliveries still pending; returns each failing webhook's last error (for stderr)."""
+        await self.close()
+        return await self.notifier.aclose(notify_wait)
 
     # -- connections ------------------------------------------------------------------------
 
@@ -432,21 +441,26 @@ class Session:
         self.refuse_if_read_only()
         names = list(servers) if servers is not None else self.servers_of(service)
         transports = await self.connect(names, on_progress)
+        mark = self.notifier.mark()
         if isinstance(intent, Settle):
             self.settled[service] = time.monotonic()
             try:
-                return await settle_change(
+                report = await settle_change(
                     intent, self.config, service, transports, operator=self.operator,
                     audit_trail=self.audit_path, expected_versions=expected_versions,
                     on_progress=on_progress, servers=names,
                 )  # fmt: skip
             finally:
                 self.settled[service] = time.monotonic()
-        return await apply_change(
-            self.config, service, transports, intent, operator=self.operator,
-            confirm_within=confirm_within, expected_versions=expected_versions,
-            audit_trail=self.audit_path, on_progress=on_progress, servers=names,
-        )  # fmt: skip
+        else:
+            report = await apply_change(
+                self.config, service, transports, intent, operator=self.operator,
+                confirm_within=confirm_within, expected_versions=expected_versions,
+                audit_trail=self.audit_path, on_progress=on_progress, servers=names,
+            )  # fmt: skip
+        kind = Kind(intent.value) if isinstance(intent, Settle) else Kind.CHANGE
+        self.notifier.changed(report, kind, mark=mark)  # posted once, in the background
+        return report
 
     async def expire_due(self, service: str) -> ApplyReport | None:
         """Remove the blocks of ``service`` that fell due (None: none was)."""
@@ -456,9 +470,13 @@ class Session:
         reachable = {n: t for n, t in transports.items() if not isinstance(t, Unreachable)}
         if len(reachable) != len(transports):
             return None  # tried again next round, when every server answers
-        return await expire_due(
+        mark = self.notifier.mark()
+        report = await expire_due(
             self.config, service, transports, self.operator, audit_trail=self.audit_path
         )
+        if report is not None:
+            self.notifier.changed(report, Kind.EXPIRY, mark=mark)
+        return report
 
 
 __all__ = ["CONNECT_ATTEMPTS", "Intent", "Preview", "ReadOnlyError", "Session"]

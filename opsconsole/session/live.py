@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..controls.report import ControlsReport
-from ..controls.state import parse_utc
+from ..controls.state import ControlState, parse_utc
 from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
@@ -156,6 +156,12 @@ class LiveSession(Session):
         """Per service, the end of the saved slice of normal traffic (before its flood)."""
         self._analysed_rate: dict[str, tuple[float, float | None]] = {}
         """Per service, (time.monotonic(), live rate) when its last analysis began."""
+        self._reverts: dict[str, dict[str, tuple[ControlState, ControlState]]] = {}
+        """Per service, servers seen reverting this operator's change, not yet posted."""
+        self._awaiting: dict[tuple[str, str], tuple[str, ControlState]] = {}
+        """(service, server) -> the confirm deadline and the state first read with it: the
+        change that awaits confirmation (a read during the server's revert already shows the
+        old state beside the deadline, for as long as nginx takes to test and reload)."""
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -181,7 +187,7 @@ class LiveSession(Session):
         with contextlib.suppress(Exception):
             await self.monitor.stop(grace=1.0)
         await asyncio.gather(*(p.stop() for p in self.pipelines.values()), return_exceptions=True)
-        await self.close()
+        await self.aclose()  # and the webhook posts still under way, for a bounded time
 
     # -- reads (in memory) ------------------------------------------------------------------
 
@@ -236,6 +242,9 @@ class LiveSession(Session):
         elif old is not None and old.reverted_at and time.time() - old.reverted_at < REVERT_SHOWN:
             event = replace(event, reverted_at=old.reverted_at)
         self._controls[service] = event
+        self._notify_revert(event)
+        if event.report is not None and event.error is None:
+            self._track_awaiting(service, event.report)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -257,10 +266,11 @@ class LiveSession(Session):
                 continue
             if after.state is None or after.confirm_deadline is not None:
                 continue
+            pending = self._awaiting.get((service, name), (before.confirm_deadline, before.state))
             timed_out = parse_utc(before.confirm_deadline) <= now
-            if after.state.version != before.state.version and timed_out and not settled_here:
+            if after.state.version != pending[1].version and timed_out and not settled_here:
                 reverted.append(name)
-                versions.add(f"{before.state.version} → {after.state.version}")
+                versions.add(f"{pending[1].version} → {after.state.version}")
         if not reverted:
             return ControlsEvent(service, report)
         message = (
@@ -269,6 +279,30 @@ class LiveSession(Session):
             f"{', '.join(sorted(versions))}): nobody confirmed it in time"
         )
         return ControlsEvent(service, report, reverted=tuple(reverted), message=message)
+
+    def _track_awaiting(self, service: str, report: ControlsReport) -> None:
+        for name, s in report.servers.items():
+            key, known = (service, name), self._awaiting.get((service, name))
+            if s.confirm_deadline is None or s.state is None:
+                self._awaiting.pop(key, None)
+            elif known is None or known[0] != s.confirm_deadline:
+                self._awaiting[key] = (s.confirm_deadline, s.state)
+
+    def _notify_revert(self, event: ControlsEvent) -> None:
+        """Post servers reverting an unconfirmed change by themselves, once per change.
+
+        The rule: the console that sees the revert posts it when its operator made the change
+        (the pending state's ``updated_by``), so a fleet watched by several consoles hears it
+        once; servers whose timers fire between two reads are gathered until none of the
+        service's servers awaits confirmation any more, then posted together."""
+        service, report = event.service, event.report
+        for name in event.reverted:
+            pending = self._awaiting.get((service, name))
+            now = report.servers[name].state if report is not None else None
+            if pending is not None and now is not None and pending[1].updated_by == self.operator:
+                self._reverts.setdefault(service, {})[name] = (pending[1], now)
+        if service in self._reverts and event.deadline() is None:
+            self.notifier.reverted(service, self._reverts.pop(service))
 
     async def _watch_loop(self) -> None:
         gate = asyncio.Semaphore(8)

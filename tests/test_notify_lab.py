@@ -1,0 +1,174 @@
+"""Webhook notifications on a real fleet (issue 10): what the team's chat hears of each change.
+
+A lab of its own per test (real sshd + nginx on loopback, ``www`` on two servers), driven as an
+operator drives it: ``python -m opsconsole --config … block … --yes`` and so on, with ``[notify]
+webhooks`` pointing at a real HTTP server started by the test (:class:`test_notify.Hooks`) that
+records what it is POSTed.  The automatic revert is watched by two live sessions in this process,
+as two consoles would watch it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import pytest
+from test_cli_controls_lab import WWW, Operator
+from test_cli_controls_lab import lab as own_lab
+from test_notify import Hooks, serving, unreachable
+
+from opsconsole.config import load_config
+from opsconsole.lab import Lab
+from opsconsole.notify import recent_failures
+from opsconsole.session import LiveSession
+
+pytestmark = pytest.mark.lab
+
+
+lab = own_lab  # a lab of its own per test, its commit-confirmed timers stopped after
+hooks = pytest.fixture(serving, name="hooks")
+dead_url = pytest.fixture(unreachable, name="dead_url")
+
+
+def notifying(lab: Lab, name: str, *webhooks: str) -> Operator:
+    op = Operator(lab, name)
+    with op.config.open("a") as f:
+        f.write(f"\n[notify]\nwebhooks = {json.dumps(list(webhooks))}\n")
+    return op
+
+
+def state_version(lab: Lab, server: str) -> int:
+    """The version of www's live controls on ``server`` (0: none written yet)."""
+    path = lab.control_dir(server) / "www.state.json"
+    if not path.exists():
+        return 0
+    version: int = json.loads(path.read_text())["version"]
+    return version
+
+
+def test_each_intent_is_posted_once_with_who_what_and_the_sites_answer(
+    lab: Lab, hooks: Hooks
+) -> None:
+    alice = notifying(lab, "alice", hooks.url("/ok"), hooks.url("/flaky"))
+    nets = ["203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24"]
+    block = alice.run("block", "www", *nets, "--reason", "flood", "--confirm-within", "5m", "--yes")
+    assert block.returncode == 0 and "webhook" not in block.stderr, block.stderr
+    [post] = hooks.posts("/ok")
+    assert re.fullmatch(
+        r"www: blocked 3 networks: 203\.0\.113\.0/24, 198\.51\.100\.0/24, 192\.0\.2\.0/24 — by "
+        r"alice — applied, awaiting confirmation by \S+Z on web1, web2 — site now HTTP 200 in "
+        rf"\S+ ms \({re.escape(lab.url('www'))}\)",
+        post["text"],
+    ), post["text"]
+    assert (post["kind"], post["service"], post["operator"], post["server"]) == (
+        "change",
+        "www",
+        "alice",
+        "web1,web2",
+    )
+    assert post["action"] == "block " + " ".join(nets) and post["result"] == "ok"
+    assert (post["before_version"], post["after_version"]) == (0, 1)
+    assert [b["target"] for b in post["diff"]["blocks"]["added"]["items"]] == nets
+    # The webhook that answered 500 twice got the same post on its third try, before the
+    # command exited (it waits a few seconds for its posts).
+    assert hooks.tries("/flaky") == 3 and hooks.posts("/flaky") == [post]
+
+    alice.ok("confirm", "www")
+    alice.ok("filter", "www", "--path", r"^/wp-login\.php$", "--reason", "scanner", "--yes")
+    alice.ok("unblock", "www", "10.9.9.0/24", "--yes")  # not blocked: nothing changed, no post
+    alice.ok("rollback", "www", "--yes")
+
+    posts = hooks.posts("/ok")
+    assert [p["kind"] for p in posts] == ["change", "confirm", "change", "rollback"]
+    assert {p["operator"] for p in posts} == {"alice"} and {p["service"] for p in posts} == {"www"}
+    confirm, filtered, rollback = posts[1:]
+    assert confirm["text"] == (
+        "www: confirmed the change awaiting confirmation — by alice — confirmed on web1, web2"
+    )
+    assert filtered["text"].startswith(
+        r"www: filter f1 added: path ~ ^/wp-login\.php$ → 403 — by alice — applied on web1, web2"
+    )
+    assert rollback["text"].startswith(
+        "www: rolled back the last change (version 2 → 1) — by alice — rolled back on web1, "
+        "web2 — site now HTTP 200"
+    )
+    assert rollback["action"] == "rollback" and rollback["after_version"] == 1
+    assert hooks.posts("/flaky") == posts
+
+
+def test_an_unreachable_webhook_fails_no_change_and_is_named_without_its_secret(
+    lab: Lab, dead_url: str
+) -> None:
+    alice = notifying(lab, "alice", dead_url)
+    started = time.monotonic()
+    result = alice.run("block", "www", "203.0.113.7", "--reason", "flood", "--yes")
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr  # the change is done: its exit status
+    assert "web1  ok, version 0 -> 1" in result.stdout and "web2  ok" in result.stdout
+    assert all(state_version(lab, s) == 1 for s in WWW)
+    port = dead_url.split(":")[2].split("/")[0]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(
+        f"opsconsole: webhook http://127.0.0.1:{port}/… was not told of block 203.0.113.7 on "
+        f"www: connection refused by 127.0.0.1:{port}"
+    ), line
+    assert took < 20, "the command waits a few seconds for its posts, not more"
+    state = alice.home / "state" / "opsconsole"
+    [failure] = recent_failures(state / "notify.jsonl")
+    assert failure.webhook == f"http://127.0.0.1:{port}/…" and failure.what.startswith("block")
+    trails = [state / "audit.jsonl", state / "notify.jsonl"]
+    trails += [lab.control_dir(s) / "www.audit.jsonl" for s in WWW]
+    for text in [result.stdout, result.stderr, *(p.read_text() for p in trails)]:
+        assert "SECRET" not in text and "secret" not in text
+        assert "Traceback" not in text
+
+
+async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_author(
+    lab: Lab, hooks: Hooks
+) -> None:
+    alice = notifying(lab, "alice", hooks.url("/alice"))
+    bob = notifying(lab, "bob", hooks.url("/bob"))
+    # Alice has two consoles open on this machine (two terminals), bob one.
+    consoles = [
+        LiveSession(load_config(str(op.config)), audit_trail_path=op.home / "console.jsonl")
+        for op in (alice, alice, bob)
+    ]
+    try:
+        result = await asyncio.to_thread(
+            alice.run, "block", "www", "203.0.113.99", "--confirm-within", "8s", "--yes"
+        )
+        assert result.returncode == 0, result.stderr
+        for console in consoles:  # all see the change awaiting confirmation
+            event = await console.refresh_controls("www")
+            assert event.deadline() is not None
+        # They watch as a console does, reading every half second, until no server awaits
+        # confirmation any more; each sees both servers revert (in one read or two).
+        seen: list[set[str]] = [set() for _ in consoles]
+        deadline = time.monotonic() + 30
+        while True:
+            events = [await console.refresh_controls("www") for console in consoles]
+            for reverted, event in zip(seen, events, strict=True):
+                reverted.update(event.reverted)
+            if all(e.deadline() is None for e in events):
+                break
+            assert time.monotonic() < deadline, "the servers did not revert by themselves"
+            await asyncio.sleep(0.5)
+        assert seen == [set(WWW)] * 3
+        assert all(state_version(lab, s) == 0 for s in WWW)
+    finally:
+        for console in consoles:
+            await console.aclose()
+    change, revert = hooks.posts("/alice")  # once, though two of alice's consoles saw it
+    assert change["kind"] == "change" and revert["kind"] == "revert"
+    assert revert["text"].startswith(
+        "www: web1, web2 reverted the unconfirmed change of alice (blocked 203.0.113.99) by "
+        "themselves: nobody confirmed it in time (version 1 → 0) — site now HTTP 200"
+    ), revert["text"]
+    assert (revert["operator"], revert["changed_by"], revert["service"]) == (
+        "opsconsole-timer",
+        "alice",
+        "www",
+    )
+    assert hooks.posts("/bob") == []  # bob's console saw it too, and left it to alice's
