@@ -58,11 +58,11 @@ def epoch(text: str) -> int:
 def test_a_block_shows_in_the_report_with_what_it_refused_and_what_it_let_through(
     lab: Lab, tmp_path: Path
 ) -> None:
-    alice = Operator(lab)
+    alice, bob = Operator(lab), Operator(lab, "bob")  # two consoles, each with its own trail
     web1, web2 = lab.url("www", "web1"), lab.url("www", "web2")
     assert set(send(web1, 30, client_ip="203.0.113.9")) == {200}
     assert set(send(web2, 20, client_ip="198.51.100.7", path="/nope")) == {404}
-    alice.ok("block", "www", "203.0.113.0/24", "--reason", "flood", "--yes")
+    bob.ok("block", "www", "203.0.113.0/24", "--reason", "flood", "--yes")
     assert set(send(web1, 25, client_ip="203.0.113.9")) == {403}
     assert set(send(web2, 10, client_ip="198.51.100.7")) == {200}
 
@@ -83,6 +83,7 @@ def test_a_block_shows_in_the_report_with_what_it_refused_and_what_it_let_throug
     assert max(m["unique_ips"] for m in www["timeline"]) >= 2
     # the action, once for both servers, with the traffic before and after it
     (action,) = [a for a in www["actions"] if a["action"] == "block 203.0.113.0/24"]
+    assert action["operator"] == "bob"  # from the servers' trails: alice's console never saw it
     assert action["servers"] == {"web1": "ok", "web2": "ok"}
     t = epoch(action["time"])
     before = [r for r in truth if t - 300 <= r[0] < t]
@@ -114,7 +115,7 @@ def test_an_unreachable_server_is_named_and_the_others_are_reported(
     data["services"]["gone"] = {**data["services"]["forums"], "servers": ["dead"]}
     config = tmp_path / "config.toml"
     config.write_text(tomli_w.dumps(data))
-    op = Operator(lab, "bob")
+    op = Operator(lab, "carol")
     op.config = config
     assert set(send(lab.url("forums", "web2"), 7, client_ip="192.0.2.44")) == {200}
 
