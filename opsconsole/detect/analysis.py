@@ -710,12 +710,15 @@ class _Analyzer:
             suspect = odd & ~stopped & caught[t.client]
             others = self.W & ~caught[t.client]
         else:
-            alike = self._like_the_bulk(odd)
+            alike, akin = self._like_the_bulk(odd)
             suspect = odd & alike
-            # A client unlike the bulk keeps its network open when it is busy (a scanner); a
-            # flood's address that sent one odd request is just not counted.
+            # A client unlike the bulk keeps its network open when it is busy (a scanner), or
+            # when both its user agent's kind and its answers differ from every habit of the
+            # bulk (a scanner's tool probing for 404s among a flood of browsers fetching pages);
+            # a flood's address that sent one odd request is just not counted.
             busy = np.bincount(t.client[self.W], minlength=len(t.clients)) >= 8
-            others = self.W & (self.vouched | (odd & ~alike & busy[t.client]))
+            apart = odd & ~alike & (busy[t.client] | ~akin)
+            others = self.W & (self.vouched | apart)
         if not suspect.any():
             return None
         if self.addresses is None:
@@ -743,11 +746,13 @@ class _Analyzer:
                "visitor")  # fmt: skip
         return self._score(rule, block_mask(addrs.within(prefixes), self.cols), why)
 
-    def _like_the_bulk(self, odd: BoolArray) -> BoolArray:
+    def _like_the_bulk(self, odd: BoolArray) -> tuple[BoolArray, BoolArray]:
         """Requests of clients that behave like the bulk of the odd traffic: the same kind of
         user agent, the same status class and the same referer habit as the clients that send
         most of it.  A scanner passing through a network the flood also uses is not the
-        flood, and keeps that network from being blocked."""
+        flood, and keeps that network from being blocked.  Second: requests of clients whose
+        habitual user agent is of a kind (browser, tool, bot…) the bulk's clients also use, or
+        whose habitual status class is one of the bulk's."""
         t, cols = self.t, self.cols
         n = len(t.clients)
         kind_ids = {k: i for i, k in enumerate(sorted({a.kind for a in cols.agents}))}
@@ -763,7 +768,14 @@ class _Analyzer:
         weight = np.bincount(per_client[t.client[idx]], minlength=n_habits)
         bulk = weight >= 0.1 * max(len(idx), 1)
         out: BoolArray = odd & bulk[per_client[t.client]]
-        return out
+        k = len(kind_ids)
+        bulk_kinds = np.zeros(k, dtype=bool)
+        bulk_kinds[np.flatnonzero(bulk) % k] = True
+        bulk_classes = np.zeros(6, dtype=bool)
+        bulk_classes[np.flatnonzero(bulk) // (2 * k)] = True
+        mine = per_client[t.client]
+        akin: BoolArray = bulk_kinds[mine % k] | bulk_classes[mine // (2 * k)]
+        return out, akin
 
     # -- 4. the recommended set -------------------------------------------------------------
 
