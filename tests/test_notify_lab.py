@@ -22,7 +22,7 @@ from test_notify import Hooks, serving, unreachable
 from opsconsole.config import load_config
 from opsconsole.lab import Lab
 from opsconsole.notify import recent_failures
-from opsconsole.session import LiveSession
+from opsconsole.session import LiveSession, Session
 
 pytestmark = pytest.mark.lab
 
@@ -85,15 +85,17 @@ def test_each_intent_is_posted_once_with_who_what_and_the_sites_answer(
     assert {p["operator"] for p in posts} == {"alice"} and {p["service"] for p in posts} == {"www"}
     confirm, filtered, rollback = posts[1:]
     assert confirm["text"] == (
-        "www: confirmed the change awaiting confirmation — by alice — confirmed on web1, web2"
+        "www: confirmed: blocked 3 networks: 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24 — "
+        "by alice — confirmed on web1, web2"
     )
     assert filtered["text"].startswith(
         r"www: filter f1 added: path ~ ^/wp-login\.php$ → 403 — by alice — applied on web1, web2"
     )
     assert rollback["text"].startswith(
-        "www: rolled back the last change (version 2 → 1) — by alice — rolled back on web1, "
-        "web2 — site now HTTP 200"
-    )
+        r"www: rolled back: filter f1 added: path ~ ^/wp-login\.php$ → 403 (version 2 → 1) — "
+        "by alice — rolled back on web1, web2 — site now HTTP 200"
+    ), rollback["text"]
+    assert rollback["change_diff"]["filters"]["added"][0]["id"] == "f1"
     assert rollback["action"] == "rollback" and rollback["after_version"] == 1
     assert hooks.posts("/flaky") == posts
 
@@ -172,3 +174,28 @@ async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_auth
         "www",
     )
     assert hooks.posts("/bob") == []  # bob's console saw it too, and left it to alice's
+
+
+async def test_blocks_a_console_lifts_when_they_fall_due_are_posted_once(
+    lab: Lab, hooks: Hooks
+) -> None:
+    alice = notifying(lab, "alice", hooks.url("/ok"))
+    result = await asyncio.to_thread(alice.run, "block", "www", "203.0.113.5", "--ttl", "2s", "-y")
+    assert result.returncode == 0, result.stderr
+    console = Session(load_config(str(alice.config)), audit_trail_path=alice.home / "c.jsonl")
+    try:
+        deadline = time.monotonic() + 30
+        while (lifted := await console.expire_due("www")) is None:  # as a console's loop does
+            assert time.monotonic() < deadline, "the block did not fall due"
+            await asyncio.sleep(0.5)
+        assert lifted.ok
+        assert await console.expire_due("www") is None  # nothing more falls due
+    finally:
+        assert await console.aclose() == []
+    block, expiry = hooks.posts("/ok")
+    assert block["text"].startswith("www: blocked 203.0.113.5 — by alice")
+    assert expiry["kind"] == "expiry" and expiry["action"] == "expire blocks"
+    assert expiry["text"].startswith(
+        "www: blocks fell due and were lifted: unblocked 203.0.113.5 — by alice — applied on "
+        "web1, web2 — site now HTTP 200"
+    ), expiry["text"]

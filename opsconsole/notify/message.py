@@ -8,15 +8,16 @@ from a recovery stage that changed.  The ``text`` line is what Slack, Mattermost
 hookshot incoming webhooks display::
 
     www: blocked 3 networks: 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24 — by alice —
-    applied on web1, web2 — site now HTTP 403 in 2.1 ms (http://www.example.org/)
+    applied on web1, web2 — site now HTTP 200 in 2.1 ms (http://www.example.org/)
 
 The body carries ``text``, ``kind`` (:class:`Kind`) and the audit event's fields (DESIGN §5 step
 7: ``time``, ``operator``, ``service``, ``server`` — the servers, comma-separated — ``action``,
 ``diff``, ``before_version``, ``after_version`` — null where the servers differ — ``result`` —
-``partial`` where they differ — ``reason``), plus ``servers`` (each server's result) and
-``probe`` (the site's answer after the change, or null).  No key a chat server reads specially
-(``type``, ``channel``, ``username``, ``props``…) is used.  Standard library and the controls'
-types only.
+``partial`` where they differ — ``reason``), plus ``servers`` (each server's result),
+``probe`` (the site's answer after the change, or null) and, for a confirm or a rollback,
+``change_diff`` (the diff of the change it kept or undid, when this machine's trail has it).
+No key a chat server reads specially (``type``, ``channel``, ``username``, ``props``…) is used.
+Standard library and the controls' types only.
 """
 
 from __future__ import annotations
@@ -165,16 +166,19 @@ def from_report(
     *,
     operator: str,
     diff: Mapping[str, Any] | None = None,
+    settled: Mapping[str, Any] | None = None,
     when: datetime | None = None,
 ) -> Message:
     """The message of one intent on every server of a service: ``diff`` is the audit event's
-    (what changed), ``report`` says what each server answered."""
+    (what changed), ``report`` says what each server answered; ``settled``: for a confirm or
+    a rollback, the diff of the change it kept or undid, where known."""
     summary = summarize(diff)
     action = report.action
+    kept = summarize(settled)
     if kind is Kind.CONFIRM:
-        head = "confirmed the change awaiting confirmation"
+        head = f"confirmed: {kept}" if kept else "confirmed the change awaiting confirmation"
     elif kind is Kind.ROLLBACK:
-        head = "rolled back the last change"
+        head = f"rolled back: {kept}" if kept else "rolled back the last change"
     elif kind is Kind.EXPIRY:
         head = f"blocks fell due and were lifted: {summary or action}"
     else:
@@ -185,7 +189,7 @@ def from_report(
     }
     tail = f" ({', '.join(sorted(moved))})" if kind is Kind.ROLLBACK and moved else ""
     text = (
-        f"{report.service}: {_cut(head) if kind is not Kind.CHANGE else head}{tail} — by "
+        f"{report.service}: {head}{tail} — by "
         f"{operator} — {results_text(report)}{_site(report.probe)}"
     )
     results = [str(r.status) for r in report.results.values()]
@@ -206,6 +210,8 @@ def from_report(
         "servers": {name: r.to_dict() for name, r in report.results.items()},
         "probe": report.probe,
     }
+    if kind in (Kind.CONFIRM, Kind.ROLLBACK):
+        body["change_diff"] = dict(settled) if settled else None
     return Message(kind, report.service, text, body, f"{action} on {report.service}")
 
 

@@ -45,6 +45,8 @@ TIMEOUT = 5.0
 """Seconds one try may take."""
 EXIT_WAIT = 5.0
 """Seconds a one-shot command waits at exit for deliveries still pending."""
+LOOK_BACK = 1 << 20
+"""Bytes of the local trail searched for the change a confirm or rollback settles."""
 PROBE_WAIT = 3.0
 """Seconds a message waits for the site's answer after a rollback or revert (then goes without)."""
 
@@ -157,13 +159,22 @@ class Notifier:
         ``mark`` (:meth:`mark` before the intent): its audit events say what it changed."""
         if not self.enabled or not message.worth_posting(report):
             return
-        diff = self._diff_after(mark, report.service) if mark is not None else None
+        service = report.service
+        after = self._events(mark) if mark is not None else []
+        diff = next(
+            (e["diff"] for e in after if e.get("service") == service and e.get("diff")), None
+        )
+        settled = None
+        if kind in (Kind.CONFIRM, Kind.ROLLBACK):
+            settled = self._made(service, {r.before_version for r in report.results.values()})
         probe_after = kind is Kind.ROLLBACK and report.probe is None
 
         async def build() -> Message:
-            probe = await self._probe(report.service) if probe_after else None
+            probe = await self._probe(service) if probe_after else None
             done = report if probe is None else replace(report, probe=dict(probe))
-            return message.from_report(done, kind, operator=self.operator, diff=diff)
+            return message.from_report(
+                done, kind, operator=self.operator, diff=diff, settled=settled
+            )
 
         self._post(build)
 
@@ -210,20 +221,33 @@ class Notifier:
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def _diff_after(self, mark: int, service: str) -> dict[str, Any] | None:
-        """The diff of the first event of ``service`` appended to the local trail after
-        ``mark`` (this intent's: every server's event carries the same change)."""
+    def _events(self, start: int) -> list[dict[str, Any]]:
+        """The local trail's events from byte ``start`` on: those of the intent just carried
+        out, when ``start`` is its :meth:`mark` (each server's event carries its diff)."""
         try:
             with self.audit_trail.open("rb") as f:
-                f.seek(mark)
+                f.seek(start)
                 data = f.read()
         except OSError:
-            return None
+            return []
+        out = []
         for line in data.decode("utf-8", "replace").splitlines():
             with contextlib.suppress(ValueError):
                 ev = json.loads(line)
-                if isinstance(ev, dict) and ev.get("service") == service and ev.get("diff"):
-                    diff: dict[str, Any] = ev["diff"]
+                if isinstance(ev, dict):
+                    out.append(ev)
+        return out
+
+    def _made(self, service: str, versions: set[int | None]) -> dict[str, Any] | None:
+        """The diff of the change that made one of ``versions`` of ``service`` — what a confirm
+        keeps or a rollback undoes — when this machine's trail holds it (its last ``LOOK_BACK``
+        bytes)."""
+        start = max(0, self.mark() - LOOK_BACK)
+        for ev in reversed(self._events(start)):
+            made = ev.get("after_version")
+            if ev.get("service") == service and made in versions and ev.get("result") == "ok":
+                diff = ev.get("diff")
+                if isinstance(diff, dict) and diff and made != ev.get("before_version"):
                     return diff
         return None
 
