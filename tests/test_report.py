@@ -6,6 +6,8 @@ input, run on a service of this machine (``host = "local"``: no SSH)."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import pytest
 from opsconsole.cli import main
 from opsconsole.controls.report import ControlsReport, ServerControls
 from opsconsole.controls.state import Block, ControlState
+from opsconsole.detect import Analysis, Rule, Suggestion
 from opsconsole.report import (
     LogTraffic,
     Minute,
@@ -149,24 +152,38 @@ def test_an_action_on_two_servers_is_one_action_with_the_traffic_before_and_afte
     assert limit.action == "limit off"
 
 
-def sample_report(events_: list[dict[str, object]], lines: list[bytes]) -> Report:
+def analysis_recommending(command: str) -> Analysis:
+    rule = Rule("block", targets=("198.18.0.0/15",))
+    s1 = Suggestion("s1", "block", rule, 0.9, 0.001, 1, 0.8, True, "…", (), command)
+    s2 = Suggestion("s2", "block", rule, 0.1, 0.2, 9, 0.1, False, "…", (), "not this one")
+    return Analysis("www", 600, 1800, "ok", suggestions=(s1, s2))
+
+
+def sample_report(
+    events_: list[dict[str, object]], lines: list[bytes], analysis: Analysis | None = None
+) -> Report:
     state = ControlState(version=3, blocks=(Block("10.0.0.0/24", "flood | <b>x</b>", "alice"),))
     controls = ControlsReport("www", {"web1": ServerControls("web1", state)})
     traffic = traffic_of(lines)
     traffic.servers["web1"] = ServerRead("web1", size=100, read=100)
-    facts = [ServiceFacts("www", traffic, controls, None)]
+    facts = [ServiceFacts("www", traffic, controls, analysis)]
     return build_report(facts, events_, since=600, start=T0, end=T0 + 600)
 
 
 def test_markdown_and_html_tell_the_same_facts_and_escape_what_operators_typed() -> None:
     lines = [line(T0 + i, "10.0.0.9", 503 if i > 100 else 200) for i in range(200)]
-    report = sample_report(events("block <script>|x", T0 + 150, "web1"), lines)
+    command = "opsconsole block www 198.18.0.0/15 --reason 'flood'"
+    report = sample_report(
+        events("block <script>|x", T0 + 150, "web1"), lines, analysis_recommending(command)
+    )
     md = render_markdown(report)
     assert "## www" in md and "### Actions" in md
     assert re.search("[▁▂▃▄▅▆▇█]{3,}", md)  # the sparkline of the traffic
     assert "block \\<script\\>\\|x" in md  # a typed | cannot break the table, nor < open HTML
     assert "degraded" in md and "5xx up to" in md
     assert "flood \\| \\<b\\>x\\</b\\>" in md  # the controls in force, escaped
+    assert "the last 10m against the 30m before" in md and f"  {command}\n" in md
+    assert "not this one" not in md  # only the recommended set
     html = render_html(report)
     assert "<svg" in html and "<script" not in html and "&lt;script&gt;" in html
     assert not re.search(r"(src|href)\s*=|https?://|@import|url\(", html)  # nothing to fetch
@@ -269,3 +286,41 @@ def test_no_readable_log_exits_1_and_says_which_server_and_why(tmp_path: Path) -
     out = json.loads(result.stdout)
     assert "www.log" in out["unread"]["here"] and "here" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_says_what_the_report_holds_and_its_exit_statuses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["report", "--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("--since", "--service", "--html", "--json", "1m to 7d", "self-contained",
+                  "estimates", "audit trails", "Exit status: 0", "1 no server's log"):  # fmt: skip
+        assert words in text, words
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal_and_is_cleared(tmp_path: Path) -> None:
+    config = local_config(tmp_path, line(time.time() - 30))
+    argv = [sys.executable, "-m", "opsconsole", "--config", str(config), "report", "--json"]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=follower, cwd=ROOT)  # fmt: skip
+    os.close(follower)
+    err = b""
+    while chunk := _read(leader):
+        err += chunk
+    out, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"www: reading the logs" in err and err.endswith(b"\r\x1b[K")  # the line is cleared
+    assert json.loads(out)["services"]["www"]["requests"] == 1  # stdout stays clean JSON
+    piped = report_cli(config, "--json")
+    assert piped.returncode == 0 and piped.stderr == ""  # not a terminal: no progress
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed its side
+        return b""

@@ -214,6 +214,9 @@ class SuggestNow:
     """``ok``, ``no-anomaly``, ``not-enough-data``, or ``failed`` (``reason`` says why)."""
     reason: str | None
     recommended: tuple[Recommendation, ...] = ()
+    window: float = 0.0
+    baseline: float = 0.0
+    """The spans it compared (seconds; 0 when it did not run)."""
 
     @classmethod
     def of(cls, analysis: Analysis | str | None) -> SuggestNow:
@@ -225,11 +228,13 @@ class SuggestNow:
             Recommendation(s.id, s.rule.describe(), s.command, s.attack_share, s.collateral)
             for s in analysis.recommended
         )
-        return cls(analysis.status, analysis.reason, rec)
+        return cls(analysis.status, analysis.reason, rec, analysis.window, analysis.baseline)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason,
-                "recommended": [r.to_dict() for r in self.recommended]}  # fmt: skip
+                "recommended": [r.to_dict() for r in self.recommended],
+                "window": format_duration(self.window) if self.window else None,
+                "baseline": format_duration(self.baseline) if self.baseline else None}  # fmt: skip
 
 
 @dataclass(frozen=True)

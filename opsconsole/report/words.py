@@ -242,7 +242,10 @@ def suggest_lines(s: ServiceReport) -> tuple[str, list[tuple[str, str]]]:
         )
         for r in sg.recommended
     ]
-    return "suggest (last 10 minutes against the 30 before) still recommends:", rows
+    spans = (
+        f"the last {format_duration(sg.window)} against the {format_duration(sg.baseline)} before"
+    )
+    return f"suggest ({spans}) still recommends:", rows
 
 
 def unread_lines(report: Report) -> list[str]:
