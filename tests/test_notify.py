@@ -292,6 +292,18 @@ async def test_stage_changes_are_posted_once_with_both_stages(tmp_path: Path, ho
     assert body["service"] == "www" and body["operator"] == "alice"
 
 
+async def test_a_stage_change_with_a_key_is_posted_once_per_machine(
+    tmp_path: Path, hooks: Hooks
+) -> None:
+    """Two consoles (or a console and `check`) of this machine see www close at 15:00."""
+    first, second = notifier(tmp_path, hooks.url("/ok")), notifier(tmp_path, hooks.url("/ok"))
+    for n in (first, second):
+        n.stage_changed("www", "down", "closed", "maintenance on", key="closed@15:00:00Z")
+    first.stage_changed("www", "closed", "open", key="open@15:20:00Z")  # a later change
+    assert await first.aclose(5.0) == [] and await second.aclose(5.0) == []
+    assert sorted(p["stage"] for p in hooks.posts("/ok")) == ["closed", "open"]
+
+
 async def test_nothing_is_posted_without_webhooks(tmp_path: Path) -> None:
     n = notifier(tmp_path)
     n.changed(report(ServerResult("web1", Outcome.OK)), Kind.CHANGE)

@@ -190,11 +190,8 @@ class Notifier:
         key = f"revert {service} " + " ".join(
             f"{n}:{p.version}@{p.updated_at}->{b.version}" for n, (p, b) in sorted(states.items())
         )
-        try:
-            if not claim(self.state_file, key):
-                return  # another console of this operator posts it
-        except OSError as e:  # better twice than never
-            log.info("cannot claim the revert in %s: %s", self.state_file, e.strerror or e)
+        if not self._claim(key):
+            return  # another console of this operator posts it
         diff = state_diff(back, pending)
         versions = {n: (p.version, b.version) for n, (p, b) in states.items()}
 
@@ -206,11 +203,17 @@ class Notifier:
 
         self._post(build)
 
-    def stage_changed(self, service: str, old: object, new: object, detail: str = "") -> None:
-        """A service's recovery stage went from ``old`` (None: it had none) to ``new``;
-        ``detail`` says why, in a few words.  Posted once per change (nothing when ``old ==
-        new``).  Call it from the event loop; it returns at once."""
+    def stage_changed(
+        self, service: str, old: object, new: object, detail: str = "", *, key: str | None = None
+    ) -> None:
+        """A service's recovery stage went from ``old`` (None: it had none) to ``new`` (an
+        enum is shown by its value); ``detail`` says why, in a few words.  Nothing is posted
+        when ``old == new``.  ``key`` (e.g. the service, stage and time it began): when several
+        consoles or commands of this machine see the same change, the first to claim its key
+        posts it, the others not.  Call it from the event loop; it returns at once."""
         if not self.enabled or old == new:
+            return
+        if key is not None and not self._claim(f"stage {service} {key}"):
             return
         msg = message.stage(service, old, new, detail, operator=self.operator)
 
@@ -220,6 +223,13 @@ class Notifier:
         self._post(build)
 
     # -- delivery ----------------------------------------------------------------------------
+
+    def _claim(self, key: str) -> bool:
+        try:
+            return claim(self.state_file, key)
+        except OSError as e:  # better twice than never
+            log.info("cannot claim %r in %s: %s", key, self.state_file, e.strerror or e)
+            return True
 
     def _events(self, start: int) -> list[dict[str, Any]]:
         """The local trail's events from byte ``start`` on: those of the intent just carried
