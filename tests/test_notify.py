@@ -191,7 +191,7 @@ async def test_a_no_op_is_not_posted(tmp_path: Path, hooks: Hooks) -> None:
     n.changed(report(ServerResult("web1", Outcome.UNCHANGED)), Kind.CHANGE)
     n.changed(report(ServerResult("web1", Outcome.NOTHING), action="confirm"), Kind.CONFIRM)
     await n.aclose(5.0)
-    assert hooks.tries("/ok") == 0 and n.sent == []
+    assert hooks.tries("/ok") == 0 and not n.sent
 
 
 async def test_a_webhook_answering_500_twice_gets_the_post_on_the_third_try(
@@ -308,7 +308,7 @@ async def test_nothing_is_posted_without_webhooks(tmp_path: Path) -> None:
     n = notifier(tmp_path)
     n.changed(report(ServerResult("web1", Outcome.OK)), Kind.CHANGE)
     n.stage_changed("www", None, "mitigating")
-    assert not n.enabled and await n.aclose(1.0) == [] and n.sent == []
+    assert not n.enabled and await n.aclose(1.0) == [] and not n.sent
 
 
 def test_a_diff_reads_as_what_an_operator_would_say() -> None:

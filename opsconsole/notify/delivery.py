@@ -29,7 +29,8 @@ Client = httpx.AsyncClient
 """The client type, for the notifier that keeps one (httpx enters through this module)."""
 
 _SECRET: dict[str, str] = {}
-"""Every webhook URL a client was made for -> its shown form (for the log filter)."""
+"""Every webhook URL a client was made for, as httpx writes it -> its shown form (for the log
+filter)."""
 
 
 class _ShownUrls(logging.Filter):
@@ -56,7 +57,7 @@ class Attempt:
 def make_client(webhooks: list[str], timeout: float) -> httpx.AsyncClient:
     """A client for the session's webhooks (their URLs registered for redaction first)."""
     for url in webhooks:
-        _SECRET[url] = shown_url(url)
+        _SECRET[url] = _SECRET[str(httpx.URL(url))] = shown_url(url)
     logger = logging.getLogger("httpx")
     if _LOG_FILTER not in logger.filters:
         logger.addFilter(_LOG_FILTER)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ TIMEOUT = 5.0
 """Seconds one try may take."""
 EXIT_WAIT = 5.0
 """Seconds a one-shot command waits at exit for deliveries still pending."""
+SENT_KEPT = 100
+"""Messages kept in :attr:`Notifier.sent`."""
 LOOK_BACK = 1 << 20
 """Bytes of the local trail searched for the change a confirm or rollback settles."""
 PROBE_WAIT = 3.0
@@ -111,8 +114,8 @@ class Notifier:
         self._pending: set[_Delivery] = set()
         self._errors: dict[str, DeliveryFailure] = {}
         self._listeners: list[Listener] = []
-        self.sent: list[Message] = []
-        """Every message handed to the webhooks, in order (what was announced)."""
+        self.sent: deque[Message] = deque(maxlen=SENT_KEPT)
+        """The last messages handed to the webhooks, in order (what was announced)."""
 
     @classmethod
     def for_config(cls, config: Config, *, audit_trail: Path | None = None) -> Notifier:
