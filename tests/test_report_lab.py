@@ -135,14 +135,12 @@ def test_an_unreachable_server_is_named_and_the_others_are_reported(
     assert "dead" in nothing.stdout and "Traceback" not in nothing.stderr
 
 
-def write_traffic(lab: Lab, service: str, minutes: int) -> list[int]:
-    """``minutes`` of traffic ending a minute ago in the service's log (its one server), its
-    rate climbing and falling, one request in five refused; the true count of each minute."""
-    (server,) = lab.services[service].servers
-    end = int(time.time()) // 60 * 60 - 60
+def traffic_lines(minutes: int, per_minute: int, end: int) -> tuple[str, list[int]]:
+    """``minutes`` of combined log lines up to ``end``, the rate climbing from ``per_minute``
+    and falling back, one request in five refused; and the true count of each minute."""
     counts, lines = [], []
     for m in range(minutes):
-        n = 300 + 2400 * min(m, minutes - m) // minutes
+        n = per_minute + 8 * per_minute * min(m, minutes - m) // minutes
         counts.append(n)
         for i in range(n):
             t = datetime.fromtimestamp(end - 60 * (minutes - m) + 60 * i / n, UTC)
@@ -151,27 +149,40 @@ def write_traffic(lab: Lab, service: str, minutes: int) -> list[int]:
                 f'10.{m}.{i % 200}.{i % 3} - - [{t:%d/%b/%Y:%H:%M:%S +0000}] "GET /p/{i} '
                 f'HTTP/1.1" {status} 512 "-" "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"\n'
             )
-    with lab.access_log(service, server).open("a") as f:
-        f.write("".join(lines))
-    return counts
+    return "".join(lines), counts
 
 
 async def test_a_log_too_long_to_read_whole_is_sampled_and_its_numbers_said_to_be_estimates(
-    lab: Lab,
+    lab: Lab, tmp_path: Path
 ) -> None:
-    truth = write_traffic(lab, "shop", 40)
-    session = Session(load_config(str(lab.config_path)))
+    # a service on both servers whose log is long on web1 and short on web2
+    data = tomllib.loads(lab.config_path.read_text())
+    data["services"]["mixed"] = {
+        **data["services"]["www"], "access_log": str(tmp_path / "mixed-{server}.log")
+    }  # fmt: skip
+    config = tmp_path / "config.toml"
+    config.write_text(tomli_w.dumps(data))
+    end = int(time.time()) // 60 * 60 - 60
+    long, truth = traffic_lines(40, 300, end)
+    short, few = traffic_lines(10, 2, end)
+    (tmp_path / "mixed-web1.log").write_text(long)
+    (tmp_path / "mixed-web2.log").write_text(short)
+    truth[-10:] = [a + b for a, b in zip(truth[-10:], few, strict=True)]
+
+    session = Session(load_config(str(config)))
     try:
-        report = await session.report(["shop"], since=3600, read_limit=2 << 20)
+        report = await session.report(["mixed"], since=3600, read_limit=2 << 20)
     finally:
         await session.close()
-    (shop,) = report.services
-    web1 = shop.servers["web1"]
+    (mixed,) = report.services
+    web1, web2 = mixed.servers["web1"], mixed.servers["web2"]
     assert web1.sampled and web1.error is None and web1.read < web1.size / 2
-    assert shop.estimated and shop.to_dict()["estimated_fields"]
-    busy = [m for m in shop.minutes if m.requests]
+    assert not web2.sampled and web2.read == web2.size == len(short)  # short: read whole
+    assert mixed.estimated and mixed.to_dict()["estimated_fields"]
+    busy = [m for m in mixed.minutes if m.requests]
     assert abs(sum(m.requests for m in busy) - sum(truth)) < 0.05 * sum(truth)
     for m, n in zip(busy[-len(truth) :], truth, strict=True):
         assert abs(m.requests - n) <= 0.25 * n, (m.start, m.requests, n)
         assert abs(m.refused - n / 5) <= 0.3 * n / 5 + 5
-    assert "Estimates:" in render_markdown(report) and "sampled" in render_markdown(report)
+    text = render_markdown(report)
+    assert "Estimates:" in text and "web1 sampled" in text and "web2 read whole" in text

@@ -27,6 +27,8 @@ READ_LIMIT = 64 << 20
 """Bytes of a server's log in the period up to which it is read whole (exact counts)."""
 SAMPLE_BYTES = 32 << 20
 """Bytes read from each server's log when it holds more than ``READ_LIMIT``."""
+SAMPLED_AT_ONCE = 4
+"""Servers sampled at the same time: memory stays within a few samples, whatever the fleet."""
 MIN_CHUNK = 8 << 10
 BATCH_BYTES = 4 << 20
 """Bytes of chunks asked for in one command (progress is reported between them)."""
@@ -76,17 +78,22 @@ async def read_traffic(
             info.read = info.size if feed.error is None else 0
         return traffic
 
+    at_once = asyncio.Semaphore(SAMPLED_AT_ONCE)
+
     async def sample(server: str) -> None:
         info = traffic.servers[server]
         t, path, first, size = spans[server]
-        try:
-            chunks = await _read_chunks(t, path, first, size, budget, minutes, server, progress)
-        except (TransportError, OperationError) as e:
-            info.error = unprefixed(str(e), server) or type(e).__name__
-            return
-        info.read = sum(len(c) for _, c in chunks)
-        info.sampled = info.read < info.size
-        await fleet.work(traffic.add_sample, server, chunks)
+        whole = size - first <= read_limit  # a short log beside a long one is still read whole
+        take = max(budget, size - first) if whole else budget
+        async with at_once:  # each holds its sample until it is parsed
+            try:
+                chunks = await _read_chunks(t, path, first, size, take, minutes, server, progress)
+            except (TransportError, OperationError) as e:
+                info.error = unprefixed(str(e), server) or type(e).__name__
+                return
+            info.read = sum(len(c) for _, c in chunks)
+            info.sampled = info.read < info.size
+            await fleet.work(traffic.add_sample, server, chunks)
 
     await asyncio.gather(*(sample(s) for s in spans))
     return traffic

@@ -133,7 +133,8 @@ class LogTraffic:
     servers: dict[str, ServerRead] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.log = RequestLog(detect_format(self.log_format))
+        # Never trimmed: the reads are bounded by bytes per server (see :mod:`.reading`).
+        self.log = RequestLog(detect_format(self.log_format), max_rows=1 << 62)
         self.log.limits = (self.start, self.end + 1)
 
     @property
