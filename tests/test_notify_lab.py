@@ -78,12 +78,15 @@ def test_each_intent_is_posted_once_with_who_what_and_the_sites_answer(
     alice.ok("confirm", "www")
     alice.ok("filter", "www", "--path", r"^/wp-login\.php$", "--reason", "scanner", "--yes")
     alice.ok("unblock", "www", "10.9.9.0/24", "--yes")  # not blocked: nothing changed, no post
+    # On a terminal: previewed, asked, then applied as shown (the console's way too).
+    status, shown = alice.on_terminal("unblock", "www", "192.0.2.0/24", answer="y")
+    assert status == 0 and "webhook" not in shown, shown
     alice.ok("rollback", "www", "--yes")
 
     posts = hooks.posts("/ok")
-    assert [p["kind"] for p in posts] == ["change", "confirm", "change", "rollback"]
+    assert [p["kind"] for p in posts] == ["change", "confirm", "change", "change", "rollback"]
     assert {p["operator"] for p in posts} == {"alice"} and {p["service"] for p in posts} == {"www"}
-    confirm, filtered, rollback = posts[1:]
+    confirm, filtered, unblocked, rollback = posts[1:]
     assert confirm["text"] == (
         "www: confirmed: blocked 3 networks: 203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24 — "
         "by alice — confirmed on web1, web2"
@@ -91,12 +94,15 @@ def test_each_intent_is_posted_once_with_who_what_and_the_sites_answer(
     assert filtered["text"].startswith(
         r"www: filter f1 added: path ~ ^/wp-login\.php$ → 403 — by alice — applied on web1, web2"
     )
+    assert unblocked["text"].startswith(
+        "www: unblocked 192.0.2.0/24 — by alice — applied on web1, web2 — site now HTTP 200"
+    )
     assert rollback["text"].startswith(
-        r"www: rolled back: filter f1 added: path ~ ^/wp-login\.php$ → 403 (version 2 → 1) — "
-        "by alice — rolled back on web1, web2 — site now HTTP 200"
+        "www: rolled back: unblocked 192.0.2.0/24 (version 3 → 2) — by alice — rolled back on "
+        "web1, web2 — site now HTTP 200"
     ), rollback["text"]
-    assert rollback["change_diff"]["filters"]["added"][0]["id"] == "f1"
-    assert rollback["action"] == "rollback" and rollback["after_version"] == 1
+    assert rollback["change_diff"]["blocks"]["removed"]["items"] == ["192.0.2.0/24"]
+    assert rollback["action"] == "rollback" and rollback["after_version"] == 2
     assert hooks.posts("/flaky") == posts
 
 
