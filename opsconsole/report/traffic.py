@@ -131,6 +131,9 @@ class LogTraffic:
     log: RequestLog = field(init=False)
     gaps: list[Gap] = field(default_factory=list)
     servers: dict[str, ServerRead] = field(default_factory=dict)
+    _cache: tuple[tuple[int, int], tuple[int, int] | None, FloatArray] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         # Never trimmed: the reads are bounded by bytes per server (see :mod:`.reading`).
@@ -194,6 +197,14 @@ class LogTraffic:
             return None
         return int(t.min()), int(t.max())
 
+    def _whole(self) -> tuple[tuple[int, int] | None, FloatArray]:
+        """``covered()`` and the series of the whole span, computed once per state of the
+        reads (a report asks for the windows of many actions)."""
+        key = (self.log.rows, len(self.gaps))
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self.covered(), self.series(self.start, self.end))
+        return self._cache[1], self._cache[2]
+
     def series(self, start: int, end: int) -> FloatArray:
         """Per second from ``start`` to ``end`` inclusive: the rows requests, 1xx..5xx, refused,
         503 (floats: a sampled read's gaps are estimates)."""
@@ -255,12 +266,13 @@ class LogTraffic:
     def window(self, start: int, end: int) -> Window:
         """The traffic logged from ``start`` up to (not including) ``end``; a log that began
         later covers less (rates divide by the time covered, as in ``stats``)."""
-        covered = self.covered()
+        covered, whole = self._whole()
         first = covered[0] if covered else self.start
         lo, hi = max(start, self.start, first), min(end, self.end + 1)
         if hi <= lo:
             return Window(lo, 0, 0, 0, 0, 0)
-        sums = np.rint(self.series(lo, hi - 1).sum(axis=1)).astype(np.int64)
+        part = whole[:, lo - self.start : hi - self.start]
+        sums = np.rint(part.sum(axis=1)).astype(np.int64)
         return Window(lo, hi - lo, int(sums[REQUESTS]), int(sums[REFUSALS]), int(sums[5]),
                       int(sums[UNAVAILABLES]))  # fmt: skip
 
