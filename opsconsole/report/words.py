@@ -47,6 +47,13 @@ def rate(rps: float) -> str:
     return f"{rps:.2f} req/s" if rps < 10 else f"{rps:.0f} req/s"
 
 
+def size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def title(report: Report) -> str:
     return (
         f"Incident report: {when(report.start)} to {when(report.end)} UTC "
@@ -72,14 +79,15 @@ def sparklines(s: ServiceReport) -> tuple[int, list[tuple[str, str]]]:
     groups = buckets(s.minutes, SPARK_WIDTH)
     per = len(groups[0]) if groups else 1
 
-    def line(value: Callable[[Minute], int]) -> str:
-        return sparkline([float(sum(value(m) for m in g)) for g in groups])
+    def line(value: Callable[[Minute], int], combine: Callable[[list[int]], int] = sum) -> str:
+        return sparkline([float(combine([value(m) for m in g])) for g in groups])
 
     peak = max((sum(m.requests for m in g) for g in groups), default=0)
     return per, [
         (f"requests (peak {peak:,} per {format_duration(60 * per)})", line(lambda m: m.requests)),
         ("refused (403/444/429)", line(lambda m: m.refused)),
         ("5xx", line(lambda m: m.classes[4])),
+        ("unique IPs (most in a minute)", line(lambda m: m.unique_ips, max)),
         ("new IPs", line(lambda m: m.new_ips)),
     ]
 
@@ -112,11 +120,9 @@ def servers_line(s: ServiceReport) -> str:
         if r.error is not None:
             parts.append(f"{name} NOT READ ({shown(r.error)})")
         elif r.sampled:
-            parts.append(
-                f"{name} sampled ({r.read / 1e6:.1f} of {r.size / 1e6:.1f} MB read: estimates)"
-            )
+            parts.append(f"{name} sampled ({size(r.read)} of {size(r.size)} read: estimates)")
         else:
-            parts.append(f"{name} read whole ({r.size / 1e6:.1f} MB)")
+            parts.append(f"{name} read whole ({size(r.size)})")
     return "servers: " + "; ".join(parts)
 
 
