@@ -126,9 +126,18 @@ def test_an_unreachable_webhook_fails_no_change_and_is_named_without_its_secret(
     state = alice.home / "state" / "opsconsole"
     [failure] = recent_failures(state / "notify.jsonl")
     assert failure.webhook == f"http://127.0.0.1:{port}/…" and failure.what.startswith("block")
+    # `check` names the webhook that failed, with what it missed (and not its secret).
+    check = alice.run("check", "--json")
+    notify = json.loads(check.stdout)["notify"]
+    assert notify["webhooks"] == [f"http://127.0.0.1:{port}/…"]
+    [listed] = notify["failures"]
+    assert listed["webhook"] == failure.webhook and listed["what"] == failure.what
+    table = alice.run("check")
+    assert f"opsconsole: webhook http://127.0.0.1:{port}/… was not told of block" in table.stderr
     trails = [state / "audit.jsonl", state / "notify.jsonl"]
     trails += [lab.control_dir(s) / "www.audit.jsonl" for s in WWW]
-    for text in [result.stdout, result.stderr, *(p.read_text() for p in trails)]:
+    shown = [result.stdout, result.stderr, check.stdout, check.stderr, table.stdout, table.stderr]
+    for text in [*shown, *(p.read_text() for p in trails)]:
         assert "SECRET" not in text and "secret" not in text
         assert "Traceback" not in text
 
@@ -205,3 +214,43 @@ async def test_blocks_a_console_lifts_when_they_fall_due_are_posted_once(
         "www: blocks fell due and were lifted: unblocked 203.0.113.5 — by alice — applied on "
         "web1, web2 — site now HTTP 200"
     ), expiry["text"]
+
+
+async def test_a_recovery_stage_change_is_posted_once_by_the_consoles_that_see_it(
+    lab: Lab, hooks: Hooks
+) -> None:
+    alice = notifying(lab, "alice", hooks.url("/ok"))
+    consoles = [
+        LiveSession(load_config(str(alice.config)), audit_trail_path=alice.home / f"c{i}.jsonl")
+        for i in range(2)
+    ]  # two consoles of one operator on one machine, watching as consoles do
+
+    async def stages(want: str) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            found = [c.known_stage("www") for c in consoles]
+            if all(s is not None and s.stage == want for s in found):
+                return
+            assert time.monotonic() < deadline, f"www never became {want}: {found}"
+            await asyncio.sleep(0.2)
+
+    try:
+        for console in consoles:
+            await console.start(suggest=False)
+        await stages("open")  # its probe answers 200, no controls
+        assert hooks.posts("/ok") == []  # a stage first seen is not a change
+        result = await asyncio.to_thread(alice.run, "maintenance", "www", "on", "--yes")
+        assert result.returncode == 0, result.stderr
+        for console in consoles:  # the console reads the controls after its own changes
+            await console.refresh_controls("www")
+        await stages("closed")
+        await asyncio.sleep(1.5)  # another round of both consoles: still one post
+    finally:
+        for console in consoles:
+            await console.stop()
+    change, stage = hooks.posts("/ok")
+    assert change["kind"] == "change" and change["text"].startswith("www: maintenance on")
+    assert stage["kind"] == "stage" and stage["service"] == "www"
+    assert stage["diff"]["stage"] == {"before": "open", "after": "closed"}
+    text = stage["text"]
+    assert text.startswith("www: recovery stage open → closed — closed since "), text

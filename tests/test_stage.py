@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from opsconsole.controls.stage import (
     site_stage,
 )
 from opsconsole.controls.state import Block, ControlState, Maintenance, RateLimit
-from opsconsole.session import ControlsEvent
+from opsconsole.session.board import live_stage
 from opsconsole.ui.rows import build_row
 
 BLOCKS = (
@@ -95,8 +94,8 @@ def test_the_board_remembers_since_when_a_site_is_down_across_commands(tmp_path:
     assert memory.previous["www"] is None
 
 
-def _event(service: str, state: ControlState) -> ControlsEvent:
-    return ControlsEvent(service, ControlsReport(service, {"web1": ServerControls("web1", state)}))
+def _report(state: ControlState) -> ControlsReport:
+    return ControlsReport("www", {"web1": ServerControls("web1", state)})
 
 
 def test_sorting_the_fleet_by_stage_puts_the_sites_still_down_first() -> None:
@@ -110,9 +109,9 @@ def test_sorting_the_fleet_by_stage_puts_the_sites_still_down_first() -> None:
     }
     rows = []
     for i, (name, (state, mix)) in enumerate(sites.items()):
-        snap = replace(fake_snapshot(name, i), status=mix)
-        rows.append(build_row(snap, source.feeds(name), source.links(), health,
-                              _event(name, state), NOW, None, StageMemory(None)))  # fmt: skip
+        stage = live_stage(mix, health.services.get(name), _report(state))
+        rows.append(build_row(fake_snapshot(name, i), source.feeds(name), source.links(), health,
+                              None, NOW, None, stage))  # fmt: skip
     by = {r.name: r for r in rows}
     assert {n: r.stage.stage for n, r in by.items() if r.stage} == {
         "www": Stage.PROTECTED, "shop": Stage.CLOSED, "forums": Stage.OPEN, "repo": Stage.DOWN,
@@ -121,6 +120,7 @@ def test_sorting_the_fleet_by_stage_puts_the_sites_still_down_first() -> None:
     assert by["shop"].stage is not None and by["shop"].stage.refused_share == 0.9
     ordered = sorted(rows, key=lambda r: r.sort_value("stage"))  # type: ignore[arg-type,return-value]
     assert [r.name for r in ordered] == ["repo", "shop", "www", "forums"]
+    assert live_stage({"200": 5}, None, None) is None  # controls not read yet: no stage
     unread = build_row(fake_snapshot("www", 0), source.feeds("www"), source.links(), health,
                        None, NOW)  # fmt: skip
     assert unread.stage is None

@@ -25,6 +25,7 @@ from opsconsole.controls import (
     Timeline,
 )
 from opsconsole.controls.report import Outcome
+from opsconsole.controls.stage import SiteStage
 from opsconsole.controls.state import Block, ControlState, Filter, Maintenance, RateLimit
 from opsconsole.controls.timeline import merge_events
 from opsconsole.detect.analysis import Analysis, Suggestion
@@ -33,6 +34,7 @@ from opsconsole.detect.rules import Condition, Rule
 from opsconsole.fleet import FeedState, ServerFeed
 from opsconsole.health import FleetHealth, ServerHealth, ServiceHealth, Status
 from opsconsole.session import ControlsEvent, Intent, OnProgress, Preview
+from opsconsole.session.board import live_stage
 from opsconsole.session.live import SuggestEvent
 from opsconsole.stats.snapshot import Snapshot, TopEntry
 from opsconsole.transport import LinkState, ServerStatus
@@ -193,6 +195,14 @@ class FakeSource:
 
     def known_suggestions(self, service: str) -> SuggestEvent | None:
         return fake_suggestions(service)
+
+    def notify_errors(self) -> list[str]:
+        return []
+
+    def known_stage(self, service: str) -> SiteStage | None:
+        report = self.known_controls(service)
+        health = self.health().services.get(service)
+        return live_stage(self.snapshot(service).status, health, report.report if report else None)
 
     def watch_suggestions(self, service: str, on: bool = True) -> None:
         pass

@@ -16,10 +16,11 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from ..config import Config, load_config
+from ..config import Config, load_config, shown_url
 from ..controls.stage import SiteStage, Stage
 from ..health import FleetHealth, HostMetrics, Status, fleet_to_json
 from ..health.check import Progress
+from ..notify import recent_failures
 from ..session import Session
 from ..session.board import site_stages
 from .running import run_async
@@ -34,8 +35,10 @@ def register(subparsers: Any) -> None:
         description=(
             "Check every configured server (over SSH: load, CPU, memory, disk, nginx, TCP "
             "connection states, top client addresses) and every service URL (HTTP status, "
-            "latency, TLS certificate), all in parallel. Exit status: 0 all healthy, 1 something "
-            "is degraded or down, 2 bad config."
+            "latency, TLS certificate), all in parallel, and say where each site stands in its "
+            "recovery (STAGE: down, closed, staff only, protected, open) and which [notify] "
+            "webhook failed lately. Exit status: 0 all healthy, 1 something is degraded or "
+            "down, 2 bad config."
         ),
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     progress = _progress_line(sys.stderr) if sys.stderr.isatty() else None
     fleet, stages = run_async(check(config, progress))
+    failures = recent_failures() if config.notify.webhooks else []
     if progress is not None:
         sys.stderr.write("\r" + " " * (WIDTH - 1) + "\r")
         sys.stderr.flush()
@@ -53,10 +57,16 @@ def run(args: argparse.Namespace) -> int:
         out = fleet_to_json(fleet)
         for name, stage in stages.items():
             out["services"][name].update(stage.to_dict())
+        out["notify"] = {
+            "webhooks": [shown_url(u) for u in config.notify.webhooks],
+            "failures": [f.to_dict() for f in failures],
+        }
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_table(fleet, stages))
+        for failure in failures:
+            print(f"opsconsole: {failure.line()}", file=sys.stderr)
         bad = _problems(fleet)
         if bad:
             print(f"opsconsole: not healthy: {', '.join(bad)}", file=sys.stderr)

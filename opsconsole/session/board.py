@@ -20,6 +20,7 @@ from ..controls.stage import (
     StageMemory,
     default_memory,
     maintenance_since,
+    refused_codes,
     serving_from_log,
     site_stage,
 )
@@ -45,6 +46,32 @@ def _answer(health: ServiceHealth | None) -> tuple[bool | None, str]:
     p = health.probe
     text = p.error or (f"HTTP {p.http_status}" if p.http_status is not None else "no answer")
     return health.status is not Status.DOWN, text
+
+
+def live_stage(
+    status: Mapping[str, int], health: ServiceHealth | None, report: ControlsReport | None
+) -> SiteStage | None:
+    """A site's stage from what a live console sees: its controls (``report``; None before
+    the first read: no stage yet), its probe (else its live status mix, ``status`` by code)
+    and the share of its live traffic answered with its rules' refusals."""
+    if report is None:
+        return None
+    state = _state(report)
+    counts = {int(k): v for k, v in status.items() if str(k).isdigit()}
+    total = sum(counts.values())
+    serving, answer = _answer(health)
+    if serving is None and total:
+        serving = serving_from_log(counts)
+        answer = "most of its live traffic is 5xx" if serving is False else ""
+    refused = None
+    if state is not None and total:
+        codes = refused_codes(state)
+        refused = sum(n for c, n in counts.items() if c in codes) / total
+    deadlines = sorted(s.confirm_deadline for s in report.servers.values() if s.confirm_deadline)
+    return site_stage(
+        state, serving, answer=answer, refused_share=refused,
+        awaiting_confirmation=deadlines[0] if deadlines else None,
+    )  # fmt: skip
 
 
 async def site_stage_of(
@@ -122,4 +149,4 @@ async def site_stages(
     return out
 
 
-__all__ = ["site_stage_of", "site_stages"]
+__all__ = ["live_stage", "site_stage_of", "site_stages"]

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..controls.report import ControlsReport
+from ..controls.stage import SiteStage, StageMemory
 from ..controls.state import ControlState, parse_utc
 from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
+from .board import live_stage
 from .core import Session
 
 if TYPE_CHECKING:  # numpy is imported only once an analysis runs
@@ -44,6 +46,8 @@ CONTROLS_INTERVAL = 5.0
 PENDING_INTERVAL = 1.0
 """…and while a change of that service awaits confirmation: a revert shows within a second."""
 REVERT_SHOWN = 120.0
+STAGE_INTERVAL = 1.0
+"""Seconds between two updates of the recovery stages (the fleet's Stage column)."""
 """Seconds a service's row keeps saying that its servers reverted an unconfirmed change."""
 SUGGEST_WATCHED = 15.0
 """Seconds between the end of one analysis of a service whose screen is open and the next."""
@@ -156,6 +160,8 @@ class LiveSession(Session):
         """Per service, the end of the saved slice of normal traffic (before its flood)."""
         self._analysed_rate: dict[str, tuple[float, float | None]] = {}
         """Per service, (time.monotonic(), live rate) when its last analysis began."""
+        self._stages = StageMemory(None)
+        self._stage: dict[str, SiteStage] = {}
         self._reverts: dict[str, dict[str, tuple[ControlState, ControlState]]] = {}
         """Per service, servers seen reverting this operator's change, not yet posted."""
         self._awaiting: dict[tuple[str, str], tuple[str, ControlState]] = {}
@@ -178,6 +184,7 @@ class LiveSession(Session):
             self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire blocks"))
         if watch_controls:
             self._tasks.append(asyncio.create_task(self._watch_loop(), name="controls watch"))
+        self._tasks.append(asyncio.create_task(self._stage_loop(), name="recovery stages"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -322,6 +329,44 @@ class LiveSession(Session):
             await asyncio.sleep(0.5)
 
     # -- suggestions ------------------------------------------------------------------------
+
+    def notify_errors(self) -> list[str]:
+        """The last failure of each webhook that failed (redacted), for the server strip."""
+        return [f.line() for f in self.notifier.errors().values()]
+
+    def known_stage(self, service: str) -> SiteStage | None:
+        """Where ``service`` stands in its recovery, as last seen (None: controls not read)."""
+        return self._stage.get(service)
+
+    def update_stages(self, now: float | None = None) -> None:
+        """Each site's stage from its controls, probe and live traffic, dated from when this
+        console first saw it so where the controls do not date it; a change is posted to the
+        webhooks (its key is the stage and the ten minutes it began in: of the consoles of
+        this machine that see it, the first posts it)."""
+        health = self.health()
+        for name in self.config.services:
+            snap = self.snapshot(name, top_n=1)
+            found = live_stage(snap.status, health.services.get(name), self._report(name))
+            if found is None:
+                continue
+            dated = self._stages.date(name, found, now)
+            self._stage[name] = dated
+            left = self._stages.previous.get(name)
+            if left is not None:
+                key = f"{dated.stage.value} {(dated.since or '')[:15]}"
+                self.notifier.stage_changed(name, left, dated.stage, dated.summary(), key=key)
+
+    def _report(self, service: str) -> ControlsReport | None:
+        known = self._controls.get(service)
+        return known.report if known is not None else None
+
+    async def _stage_loop(self) -> None:
+        while True:
+            try:
+                self.update_stages()
+            except Exception:  # a stage never stops the console
+                log.exception("recovery stages failed")
+            await asyncio.sleep(STAGE_INTERVAL)
 
     def known_suggestions(self, service: str) -> SuggestEvent | None:
         """The last analysis of ``service`` (None before the first)."""

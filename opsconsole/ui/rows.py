@@ -15,18 +15,11 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from ..controls.stage import (
-    SiteStage,
-    Stage,
-    StageMemory,
-    refused_codes,
-    serving_from_log,
-    site_stage,
-)
+from ..controls.stage import SiteStage, Stage
 from ..controls.state import parse_utc
 from ..durations import format_duration
 from ..fleet import ServerFeed, server_state
-from ..health import FleetHealth, ServiceHealth, Status
+from ..health import FleetHealth, Status
 from ..session import ControlsEvent
 from ..session.live import SuggestEvent
 from ..stats.snapshot import Snapshot
@@ -267,42 +260,6 @@ def stage_age(stage: SiteStage, now: float) -> str:
     return text
 
 
-def row_stage(
-    snap: Snapshot,
-    health: ServiceHealth | None,
-    controls: ControlsEvent | None,
-    memory: StageMemory | None,
-    now: float,
-) -> SiteStage | None:
-    """The site's stage from what the console sees live: its controls, its probe (else its
-    live status mix) and the share of its live traffic answered with its rules' refusals."""
-    report = controls.report if controls is not None else None
-    if report is None:
-        return None
-    state = next((s.state for s in report.servers.values() if s.state is not None), None)
-    counts = {int(k): v for k, v in snap.status.items() if k.isdigit()}
-    total = sum(counts.values())
-    serving: bool | None = None
-    answer = ""
-    if health is not None and health.probe is not None and health.healthy is not None:
-        serving = health.status is not Status.DOWN
-        p = health.probe
-        answer = p.error or (f"HTTP {p.http_status}" if p.http_status is not None else "")
-    elif total:
-        serving = serving_from_log(counts)
-        answer = "most of its live traffic is 5xx" if serving is False else ""
-    refused = None
-    if state is not None and total:
-        codes = refused_codes(state)
-        refused = sum(n for c, n in counts.items() if c in codes) / total
-    deadlines = sorted(s.confirm_deadline for s in report.servers.values() if s.confirm_deadline)
-    stage = site_stage(
-        state, serving, answer=answer, refused_share=refused,
-        awaiting_confirmation=deadlines[0] if deadlines else None,
-    )  # fmt: skip
-    return memory.date(snap.service, stage, now) if memory is not None else stage
-
-
 def build_row(
     snap: Snapshot,
     feeds: Mapping[str, ServerFeed],
@@ -311,7 +268,7 @@ def build_row(
     controls: ControlsEvent | None,
     now: float,
     suggestions: SuggestEvent | None = None,
-    stages: StageMemory | None = None,
+    stage: SiteStage | None = None,
 ) -> ServiceRow:
     total = sum(snap.status.values())
     n404 = snap.status.get("404", 0)
@@ -346,6 +303,6 @@ def build_row(
         controls=tuple(badges(controls, now)),
         excess=suggestions.excess_share if suggestions is not None else None,
         rules=suggestions.recommended if suggestions is not None else 0,
-        stage=row_stage(snap, svc_health, controls, stages, now),
+        stage=stage,
         now=now,
     )

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ..config import Config
 from ..controls import ApplyReport, Timeline
+from ..controls.stage import SiteStage
 from ..fleet import ServerFeed
 from ..health import FleetHealth
 from ..session import ControlsEvent, Intent, OnProgress, Preview
@@ -70,6 +71,10 @@ class ConsoleSource(Protocol):
     def watch_suggestions(self, service: str, on: bool = True) -> None: ...
 
     def refresh_suggestions(self, service: str) -> None: ...
+
+    def notify_errors(self) -> list[str]: ...
+
+    def known_stage(self, service: str) -> SiteStage | None: ...
 
     async def preview(
         self,

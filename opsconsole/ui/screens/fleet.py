@@ -16,7 +16,6 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ...controls.stage import StageMemory
 from ...session import Settle
 from ...text import shown
 from ..rows import SORTS, build_row
@@ -45,8 +44,6 @@ class FleetScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.sort_index = 0
-        self.stages = StageMemory(None)
-        """When this console first saw each site in its stage (the row's age)."""
 
     @property
     def console(self) -> OpsConsoleApp:
@@ -82,7 +79,7 @@ class FleetScreen(Screen[None]):
                 app.controls.get(name),
                 now,
                 source.known_suggestions(name),
-                self.stages,
+                source.known_stage(name),
             )
             for name in source.services()
         ]
@@ -90,7 +87,8 @@ class FleetScreen(Screen[None]):
         table = self.query_one(FleetTable)
         table.apply(rows, app.palette, column, desc)
         self.sub_title = app.decorate(f"{len(rows)} services · sorted by {label}")
-        self.query_one(ServerStrip).show(server_lines(links, health, app.palette))
+        strip = server_lines(links, health, app.palette, notes=source.notify_errors())
+        self.query_one(ServerStrip).show(strip)
         self._show_detail()
 
     def _show_detail(self) -> None:

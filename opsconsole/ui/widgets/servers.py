@@ -25,6 +25,7 @@ def server_lines(
     health: FleetHealth,
     palette: Palette,
     only: list[str] | None = None,
+    notes: list[str] | None = None,
 ) -> Text:
     # One line per server, cut at the screen's edge rather than wrapped: a wrapped line loses
     # the space it was broken at ("web1" / "connected" read as "web1connected").
@@ -44,6 +45,10 @@ def server_lines(
         if h is not None and h.status is not Status.OK:
             detail = "; ".join(h.reasons) or h.status.value
             text.append(f"  health {h.status.value}: {shown(detail)}", palette[h.status])
+    for note in notes or ():  # a webhook of [notify] that failed
+        text.append("\n")
+        text.append("⚠ ", palette["warn"])
+        text.append(shown(note), palette["warn"])
     return text
 
 
