@@ -189,6 +189,18 @@ def test_markdown_and_html_tell_the_same_facts_and_escape_what_operators_typed()
     assert not re.search(r"(src|href)\s*=|https?://|@import|url\(", html)  # nothing to fetch
 
 
+def test_a_day_reads_as_24_rows_and_a_sparkline_of_72_characters() -> None:
+    lines = [line(T0 + 600 * i, f"10.0.{i % 9}.1", 404 if i % 2 else 200) for i in range(144)]
+    traffic = traffic_of(lines, end=T0 + 86399)
+    facts = [ServiceFacts("www", traffic, None, None)]
+    md = render_markdown(build_report(facts, [], since=86400, start=T0, end=T0 + 86399))
+    rows = [r for r in md.splitlines() if re.match(r"\| \d\d:\d\d \|", r)]
+    assert len(rows) == 24 and rows[1].startswith("| 14:00 | 6 |")  # 6 requests an hour
+    assert "One row per 1h: unique IPs is the most in one of its minutes" in md
+    (spark,) = [r for r in md.splitlines() if r.startswith("requests (peak")]
+    assert len(spark.split()[-1]) == 72  # 20 minutes a character
+
+
 def test_a_period_without_log_lines_or_events_says_so() -> None:
     report = sample_report([], [])
     md = render_markdown(report)

@@ -108,6 +108,7 @@ def _service(s: ServiceReport) -> list[str]:
         out.append(_lines(s, [("line-ips", [float(m.unique_ips) for m in s.minutes]),
                               ("line-new", [float(m.new_ips) for m in s.minutes])]))  # fmt: skip
         out.append(_table(words.TIMELINE_HEADER, words.timeline_rows(s), numeric=True))
+        out.append(f'<p class="note">{e(words.timeline_caption(s))}</p>')
     out.append("<h3>Degraded and recovered</h3>")
     if s.degraded:
         periods = "".join(f"<li>{e(words.degraded_text(d))}</li>" for d in s.degraded)

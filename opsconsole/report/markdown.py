@@ -62,6 +62,7 @@ def _service(s: ServiceReport) -> list[str]:
         lines += [f"{name.ljust(width)}  {spark}" for name, spark in sparks]
         lines += ["```", ""]
         lines += table(words.TIMELINE_HEADER, words.timeline_rows(s))
+        lines += ["", f"_{words.timeline_caption(s)}_"]
         lines.append("")
     lines += ["### Degraded and recovered", ""]
     if s.degraded:

@@ -114,6 +114,16 @@ def timeline_rows(s: ServiceReport) -> list[tuple[str, ...]]:
     return rows
 
 
+def timeline_caption(s: ServiceReport) -> str:
+    per = len(buckets(s.minutes, TABLE_ROWS)[0]) if s.minutes else 1
+    if per == 1:
+        return "One row per minute."
+    return (
+        f"One row per {format_duration(60 * per)}: unique IPs is the most in one of its minutes, "
+        "the other columns add its minutes up (the JSON has every minute)."
+    )
+
+
 def servers_line(s: ServiceReport) -> str:
     parts = []
     for name, r in s.servers.items():
