@@ -186,3 +186,24 @@ async def test_a_log_too_long_to_read_whole_is_sampled_and_its_numbers_said_to_b
         assert abs(m.refused - n / 5) <= 0.3 * n / 5 + 5
     text = render_markdown(report)
     assert "Estimates:" in text and "web1 sampled" in text and "web2 read whole" in text
+
+
+def test_maintenance_answers_show_as_a_degraded_period_with_its_503s(lab: Lab) -> None:
+    alice = Operator(lab)
+    site = lab.url("git", "web2")
+    assert set(send(site, 12, client_ip="192.0.2.60")) == {200}
+    alice.ok("maintenance", "git", "on", "--allow", "none", "--yes")
+    assert set(send(site, 30, client_ip="192.0.2.61")) == {503}
+    out = json.loads(alice.ok("report", "--service", "git", "--since", "15m", "--json"))
+    git = out["services"]["git"]
+    unavailable = sum(1 for _, _, status in logged(lab, "git") if status == 503)
+    assert unavailable >= 30  # what was sent, and the site's probe after the change
+    assert sum(m["503"] for m in git["timeline"]) == unavailable
+    assert sum(m["status"]["5xx"] for m in git["timeline"]) == unavailable
+    (period,) = git["degraded"]
+    assert period["503"] >= 20 and "5xx" in period["why"] and period["peak_5xx_share"] > 0.4
+    assert period["to"] is None  # still in maintenance at the end of the log
+    (action,) = git["actions"]
+    assert action["action"].startswith("maintenance on")
+    assert action["after"]["503"] == unavailable and action["before"]["503"] == 0
+    assert git["controls"]["servers"]["web2"]["maintenance"]["on"] is True
