@@ -352,7 +352,8 @@ class Session:
             if any(s.error is None for s in traffic.servers.values()):
                 stage(f"{name}: what suggest recommends now")
                 try:
-                    analysis = (await self.suggest(name, auto_baseline=True))[0]
+                    found = await self.suggest(name, auto_baseline=True, progress=progress)
+                    analysis = found[0]
                 except (OpsConsoleError, TransportError) as e:
                     analysis = str(e)
             facts.append(ServiceFacts(name, traffic, controls, analysis))
