@@ -207,3 +207,15 @@ def test_maintenance_answers_show_as_a_degraded_period_with_its_503s(lab: Lab) -
     assert action["action"].startswith("maintenance on")
     assert action["after"]["503"] == unavailable and action["before"]["503"] == 0
     assert git["controls"]["servers"]["web2"]["maintenance"]["on"] is True
+
+
+def test_a_site_logging_in_its_own_format_is_reported_the_same(lab: Lab) -> None:
+    site = lab.url("repo", "web1")
+    assert set(send(site, 6, client_ip="2001:db8:5::1")) == {200}
+    assert set(send(site, 3, client_ip="2001:db8:5::2", path="/missing")) == {404}
+    out = json.loads(Operator(lab).ok("report", "--service", "repo", "--since", "15m", "--json"))
+    repo = out["services"]["repo"]
+    assert repo["requests"] == 9 and repo["servers"]["web1"]["read"]
+    assert sum(m["status"]["4xx"] for m in repo["timeline"]) == 3
+    assert max(m["unique_ips"] for m in repo["timeline"]) >= 1
+    assert sum(m["new_ips"] for m in repo["timeline"]) == 2
