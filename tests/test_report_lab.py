@@ -94,12 +94,14 @@ def test_a_block_shows_in_the_report_with_what_it_refused_and_what_it_let_throug
     assert action["after"]["refused_share"] > 0.5
     # the rules in force now, from every server
     assert www["controls"]["servers"]["web2"]["blocks"][0]["target"] == "203.0.113.0/24"
+    assert www["stage"] == "protected" and www["stage_reason"] == "1 block"  # serving, guarded
     assert www["estimated"] is False and out["unread"] == {}
 
     text = alice.ok("report", "--service", "www", "--since", "1h", "--html", str(html))
     assert "## www" in text and "block 203.0.113.0/24" in text and "web1 ok, web2 ok" in text
     assert "refused 0.0 % (0)" in text and "(25)" in text  # before and after, in words
     assert "- block 203.0.113.0/24 — flood" in text  # in force now
+    assert "Stage now: **protected** — protected since " in text
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.count("<svg") == 3
     assert "block 203.0.113.0/24" in page
@@ -207,6 +209,7 @@ def test_maintenance_answers_show_as_a_degraded_period_with_its_503s(lab: Lab) -
     assert action["action"].startswith("maintenance on")
     assert action["after"]["503"] == unavailable and action["before"]["503"] == 0
     assert git["controls"]["servers"]["web2"]["maintenance"]["on"] is True
+    assert git["stage"] == "closed"  # where it stands now: the maintenance page for everyone
 
 
 def test_a_site_logging_in_its_own_format_is_reported_the_same(lab: Lab) -> None:

@@ -123,6 +123,8 @@ def _service(s: ServiceReport) -> list[str]:
     else:
         out.append("<p>No control action was recorded in the period.</p>")
     out.append("<h3>Controls in force now</h3>")
+    if s.stage is not None:
+        out.append(f"<p>Stage now: <b>{e(s.stage.stage.value)}</b> — {e(s.stage.summary())}</p>")
     rules, remarks = words.controls_summary(s)
     items = [f"<li>{e(r)}</li>" for r in rules] + [f'<li class="note">{e(r)}</li>' for r in remarks]
     out.append("<ul>" + "".join(items) + "</ul>")

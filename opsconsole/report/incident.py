@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..controls.report import ControlsReport
+from ..controls.stage import SiteStage
 from ..controls.state import ControlState, utc_text
 from ..durations import format_duration
 from .traffic import LogTraffic, Minute, ServerRead, Window
@@ -245,6 +246,8 @@ class ServiceFacts:
     traffic: LogTraffic
     controls: ControlsReport | None
     suggest: Analysis | str | None
+    stage: SiteStage | None = None
+    """Where the site stands in its recovery now (the recovery board's stage)."""
 
 
 ESTIMATED_FIELDS = ("requests", "status", "refused", "503", "unique_ips", "new_ips")
@@ -263,6 +266,8 @@ class ServiceReport:
     """The first and last second logged in the period (None: nothing was logged)."""
     estimated: bool = False
     """A server's log was sampled: the per-minute numbers are estimates."""
+    stage: SiteStage | None = None
+    """Where the site stands in its recovery now (None: not worked out)."""
 
     @property
     def requests(self) -> int:
@@ -304,6 +309,7 @@ class ServiceReport:
             "actions": [a.to_dict() for a in self.actions],
             "controls": self.controls.to_dict() if self.controls is not None else None,
             "suggest": self.suggest.to_dict(),
+            **(self.stage.to_dict() if self.stage is not None else {"stage": None}),
         }
 
 
@@ -373,6 +379,7 @@ def build_report(
                 suggest=SuggestNow.of(f.suggest),
                 covered=covered,
                 estimated=f.traffic.sampled,
+                stage=f.stage,
             )
         )
     return Report(since, start, end, tuple(services), dict(errors or {}))

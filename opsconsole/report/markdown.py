@@ -77,6 +77,8 @@ def _service(s: ServiceReport) -> list[str]:
     else:
         lines.append("No control action was recorded in the period (audit trails of every server).")
     lines += ["", "### Controls in force now", ""]
+    if s.stage is not None:
+        lines += [f"Stage now: **{md(s.stage.stage.value)}** — {md(s.stage.summary())}", ""]
     rules, remarks = words.controls_summary(s)
     lines += [f"- {md(r)}" for r in rules]
     lines += [f"- _{md(r)}_" for r in remarks]

@@ -332,6 +332,7 @@ class Session:
         from ..errors import OpsConsoleError
         from ..report import READ_LIMIT, ServiceFacts, build_report, read_traffic
         from ..report.incident import AROUND
+        from .board import site_stage_of
 
         names = list(services) if services is not None else list(self.config.services)
         end = int(time.time() if now is None else now)
@@ -356,7 +357,10 @@ class Session:
                     analysis = found[0]
                 except (OpsConsoleError, TransportError) as e:
                     analysis = str(e)
-            facts.append(ServiceFacts(name, traffic, controls, analysis))
+            # Where it stands now, from its controls and its log (no probe: the report counts
+            # what the site was sent, and a probe of its own would be one more request).
+            now_stage = await site_stage_of(self, name, controls=controls)
+            facts.append(ServiceFacts(name, traffic, controls, analysis, now_stage))
         return await self.fleet.work(
             lambda: build_report(
                 facts, trail.events, since=since, start=start, end=end, errors=trail.errors
