@@ -220,10 +220,11 @@ async def test_a_recovery_stage_change_is_posted_once_by_the_consoles_that_see_i
     lab: Lab, hooks: Hooks
 ) -> None:
     alice = notifying(lab, "alice", hooks.url("/ok"))
+    bob = notifying(lab, "bob", hooks.url("/bob"))
     consoles = [
-        LiveSession(load_config(str(alice.config)), audit_trail_path=alice.home / f"c{i}.jsonl")
-        for i in range(2)
-    ]  # two consoles of one operator on one machine, watching as consoles do
+        LiveSession(load_config(str(op.config)), audit_trail_path=op.home / f"c{i}.jsonl")
+        for i, op in enumerate((alice, alice, bob))
+    ]  # two consoles of alice on one machine and one of bob, watching as consoles do
 
     async def stages(want: str) -> None:
         deadline = time.monotonic() + 60
@@ -250,6 +251,7 @@ async def test_a_recovery_stage_change_is_posted_once_by_the_consoles_that_see_i
             await console.stop()
     change, stage = hooks.posts("/ok")
     assert change["kind"] == "change" and change["text"].startswith("www: maintenance on")
+    assert hooks.posts("/bob") == []  # alice's change moved it: her console says so
     assert stage["kind"] == "stage" and stage["service"] == "www"
     assert stage["diff"]["stage"] == {"before": "open", "after": "closed"}
     text = stage["text"]

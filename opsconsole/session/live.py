@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..controls.report import ControlsReport
-from ..controls.stage import SiteStage, StageMemory
+from ..controls.stage import SiteStage, Stage, StageMemory
 from ..controls.state import ControlState, parse_utc
 from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
@@ -340,9 +340,11 @@ class LiveSession(Session):
 
     def update_stages(self, now: float | None = None) -> None:
         """Each site's stage from its controls, probe and live traffic, dated from when this
-        console first saw it so where the controls do not date it; a change is posted to the
-        webhooks (its key is the stage and the ten minutes it began in: of the consoles of
-        this machine that see it, the first posts it)."""
+        console first saw it so where the controls do not date it.  A change is posted to the
+        webhooks: one that a change of controls made (closed, staff only, protected, open) by
+        the console of that change's author; one of the site's answer (down, or back) by the
+        consoles that see it — of those of one machine the first (its key is the stage and
+        the ten minutes it began in)."""
         health = self.health()
         for name in self.config.services:
             snap = self.snapshot(name, top_n=1)
@@ -352,9 +354,19 @@ class LiveSession(Session):
             dated = self._stages.date(name, found, now)
             self._stage[name] = dated
             left = self._stages.previous.get(name)
-            if left is not None:
-                key = f"{dated.stage.value} {(dated.since or '')[:15]}"
-                self.notifier.stage_changed(name, left, dated.stage, dated.summary(), key=key)
+            if left is None:
+                continue
+            answering = {Stage.DOWN, Stage.UNKNOWN} & {left, dated.stage}
+            report = self._report(name)
+            state = (
+                next((s.state for s in report.servers.values() if s.state), None)
+                if report
+                else None
+            )
+            if not answering and (state is None or state.updated_by != self.operator):
+                continue  # a change of controls moved it: its author's console says so
+            key = f"{dated.stage.value} {(dated.since or '')[:15]}"
+            self.notifier.stage_changed(name, left, dated.stage, dated.summary(), key=key)
 
     def _report(self, service: str) -> ControlsReport | None:
         known = self._controls.get(service)
