@@ -41,6 +41,8 @@ svg text { font: 11px sans-serif; fill: #444; }
 .line-new { stroke: #30a0a0; fill: none; stroke-width: 1.5; }
 .action { stroke: #000; stroke-dasharray: 3 2; }
 .legend span { display: inline-block; width: .8em; height: .8em; margin: 0 .3em 0 1em; }
+.legend .ok { background: #4c9a52; } .legend .other4 { background: #e0a030; }
+.legend .refused { background: #7a5bd0; } .legend .e5 { background: #d03c3c; }
 """
 
 

@@ -367,7 +367,9 @@ def build_report(
         covered = f.traffic.covered()
         if covered is not None:  # the log read starts AROUND seconds early, for the actions
             covered = (max(start, covered[0]), covered[1]) if covered[1] >= start else None
-        minutes = tuple(f.traffic.minutes(covered[0], end)) if covered else ()
+        # The period is [start, end): its last second is end - 1 (a report made on the minute
+        # has no empty minute after it).
+        minutes = tuple(f.traffic.minutes(covered[0], end - 1)) if covered else ()
         services.append(
             ServiceReport(
                 service=f.service,
