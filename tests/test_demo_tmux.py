@@ -34,19 +34,22 @@ def tmux(sock: str, *args: str) -> str:
 
 
 def rates(screen: str) -> dict[str, float]:
-    """req/s of each site row of the fleet table: the first token after the servers column."""
+    """req/s of each site row of the fleet table."""
     found: dict[str, float] = {}
     for line in screen.splitlines():
         words = line.split()
         if not words or words[0] not in SITES:
             continue
-        rest = [w for w in words[1:] if not any(m in w for m in MARKS)]
-        if not rest:
-            continue
-        try:
-            found[words[0]] = float(rest[0].rstrip("kM"))
-        except ValueError:
-            continue
+        # Before req/s come the stage and its age ("open <1m") and, on a wide screen, the
+        # servers ("web1●"): req/s is the first token that is a number.
+        for w in words[1:]:
+            if any(m in w for m in MARKS):
+                continue
+            try:
+                found[words[0]] = float(w.rstrip("kM"))
+                break
+            except ValueError:
+                continue
     return found
 
 

@@ -87,6 +87,10 @@ async def test_the_fleet_table_sorts_and_keeps_the_selected_service(tmp_path: Pa
         table = app.screen.query_one(FleetTable)
         assert [table.get_row_at(i)[0].plain for i in range(table.row_count)] == sorted(SERVICES)
         table.move_cursor(row=table.get_row_index("shop"))
+        await pilot.press("s")  # by stage: the sites furthest from recovered first
+        order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
+        assert order == ["shop", "www", "forums", "repo"]  # closed, protected, open, open
+        assert table.selected() == "shop"
         await pilot.press("s")  # by req/s, busiest first
         order = [table.get_row_at(i)[0].plain for i in range(table.row_count)]
         assert order == sorted(SERVICES, key=lambda s: -fake_snapshot(s, 1).rps)
@@ -128,6 +132,9 @@ class ManyServices(FakeSource):
 
     def feeds(self, service: str) -> Any:
         return super().feeds("www")
+
+    def known_stage(self, service: str) -> Any:
+        return super().known_stage("www")
 
 
 async def test_fifty_services_refresh_well_within_a_second() -> None:

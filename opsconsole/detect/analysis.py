@@ -560,6 +560,13 @@ class _Analyzer:
         predicted = self.ratio * (b + 2 * math.sqrt(b) + (1 if b else 0))
         return human + predicted
 
+    def _within(self, stopped_b: float, unseen_b: float, human: float) -> bool:
+        """Whether a rule (or a set) keeps within the budget: its estimated cost in the window,
+        and the share of the baseline it would have stopped (the ``collateral`` it shows)."""
+        if stopped_b > self.budget * self.n_b:
+            return False
+        return self._cost(unseen_b, human) <= self.budget * self.normal_w
+
     def _eligible(self, s: _Scored) -> bool:
         if s.stopped_w == 0 or s.excess < max(0.005 * self.excess_total, 10):
             return False
@@ -567,7 +574,7 @@ class _Analyzer:
             return False
         if s.human > HUMAN_SHARE_MAX * s.stopped_w:
             return False
-        return self._cost(s.unseen_b, s.human) <= self.budget * self.normal_w
+        return self._within(s.stopped_b, s.unseen_b, s.human)
 
     def _candidates(self) -> list[_Scored]:
         out: list[_Scored] = []
@@ -791,7 +798,6 @@ class _Analyzer:
         first_block = self._block_candidate(stopped)
         if first_block is not None and self._eligible(first_block):
             pool.append(first_block)
-        budget = self.budget * self.normal_w
         while len(chosen) < 8:
             best, best_gain = None, 0.0
             for c in pool:
@@ -799,11 +805,11 @@ class _Analyzer:
                 if g <= best_gain:
                     continue
                 union = stopped | c.mask
-                cost = self._cost(
+                if self._within(
+                    float((union & self.B).sum()),
                     float((union & self.B & ~self.vouched).sum()),
                     float((union & self.W & self.vouched).sum()),
-                )
-                if cost <= budget:
+                ):
                     best, best_gain = c, g
             if best is None or best_gain < max(0.01 * self.excess_total, 10):
                 if residual_tried or not chosen:
