@@ -33,7 +33,7 @@ from ..transport.base import TransportError
 from .core import Session
 
 
-def _state(report: ControlsReport) -> ControlState | None:
+def controls_state(report: ControlsReport) -> ControlState | None:
     """The service's controls: the first server's that could be read (they agree, or the
     board says the stage of the first while ``controls`` tells of the disagreement)."""
     return next((s.state for s in report.servers.values() if s.state is not None), None)
@@ -56,7 +56,7 @@ def live_stage(
     and the share of its live traffic answered with its rules' refusals."""
     if report is None:
         return None
-    state = _state(report)
+    state = controls_state(report)
     counts = {int(k): v for k, v in status.items() if str(k).isdigit()}
     total = sum(counts.values())
     serving, answer = _answer(health)
@@ -91,7 +91,7 @@ async def site_stage_of(
             health = await check_service(session.config, session.config.service(service), client)
         finally:
             await client.aclose()
-    state = _state(report)
+    state = controls_state(report)
     serving, answer = _answer(health)
     refused: float | None = None
     try:
@@ -149,4 +149,4 @@ async def site_stages(
     return out
 
 
-__all__ = ["live_stage", "site_stage_of", "site_stages"]
+__all__ = ["controls_state", "live_stage", "site_stage_of", "site_stages"]

@@ -30,7 +30,7 @@ from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
-from .board import live_stage
+from .board import controls_state, live_stage
 from .core import Session
 
 if TYPE_CHECKING:  # numpy is imported only once an analysis runs
@@ -358,11 +358,7 @@ class LiveSession(Session):
                 continue
             answering = {Stage.DOWN, Stage.UNKNOWN} & {left, dated.stage}
             report = self._report(name)
-            state = (
-                next((s.state for s in report.servers.values() if s.state), None)
-                if report
-                else None
-            )
+            state = controls_state(report) if report is not None else None
             if not answering and (state is None or state.updated_by != self.operator):
                 continue  # a change of controls moved it: its author's console says so
             key = f"{dated.stage.value} {(dated.since or '')[:15]}"
