@@ -114,8 +114,9 @@ def test_a_flood_gets_rules_whose_printed_command_applies_them(site: Site) -> No
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert "Recommended:" in text
+    # Lines wrap at 80 columns, but a word as long as the config's path cannot be broken.
     assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith(
-        ("opsconsole ", "  '", "  --", "  ^"))), text  # fmt: skip
+        ("opsconsole ", "  '", "  --", "  ^")) and str(site.config) not in line), text  # fmt: skip
     data = json.loads(site.run("suggest", "www", "--json").stdout)
     assert data["status"] == "ok" and data["window"] == "10m" and data["baseline"] == "30m"
     assert data["window_requests"] > data["baseline_requests"] / 3 > 0
@@ -147,7 +148,7 @@ def test_a_long_block_list_prints_as_a_here_document_that_runs_as_printed(site: 
                            str(site.config))  # fmt: skip
     lines = command_lines(command, targets)
     assert lines[-1] == "EOF" and lines[0].startswith("opsconsole ")
-    assert all(len(line) <= 80 for line in lines)
+    assert all(len(line) <= 80 for line in lines if str(site.config) not in line)
     bindir = site.root / "bin"
     bindir.mkdir()
     record = site.root / "argv.json"

@@ -304,6 +304,28 @@ async def test_a_stage_change_with_a_key_is_posted_once_per_machine(
     assert sorted(p["stage"] for p in hooks.posts("/ok")) == ["closed", "open"]
 
 
+async def test_a_stage_change_another_machine_claimed_first_is_not_posted(
+    tmp_path: Path, hooks: Hooks
+) -> None:
+    """The server-side claim says whether this console is the first of every machine."""
+    answers = iter([False, True])
+    asked: list[bool] = []
+
+    async def first_of_all() -> bool:
+        asked.append(answer := next(answers))
+        return answer
+
+    for machine in "ab":
+        (tmp_path / machine).mkdir()
+    here, there = (notifier(tmp_path / d, hooks.url("/ok")) for d in "ab")
+    here.stage_changed("www", "open", "down", key="down@15:0", claim=first_of_all)
+    assert await here.aclose(5.0) == []
+    there.stage_changed("www", "down", "open", key="open@15:1", claim=first_of_all)
+    assert await there.aclose(5.0) == []
+    assert asked == [False, True]
+    assert [p["stage"] for p in hooks.posts("/ok")] == ["open"]
+
+
 async def test_nothing_is_posted_without_webhooks(tmp_path: Path) -> None:
     n = notifier(tmp_path)
     n.changed(report(ServerResult("web1", Outcome.OK)), Kind.CHANGE)

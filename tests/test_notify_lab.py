@@ -3,8 +3,8 @@
 A lab of its own per test (real sshd + nginx on loopback, ``www`` on two servers), driven as an
 operator drives it: ``python -m opsconsole --config … block … --yes`` and so on, with ``[notify]
 webhooks`` pointing at a real HTTP server started by the test (:class:`test_notify.Hooks`) that
-records what it is POSTed.  The automatic revert is watched by two live sessions in this process,
-as two consoles would watch it.
+records what it is POSTed.  The automatic revert and the recovery stages are watched by three live
+sessions in this process, as the consoles of two operators would watch them.
 """
 
 from __future__ import annotations
@@ -142,12 +142,13 @@ def test_an_unreachable_webhook_fails_no_change_and_is_named_without_its_secret(
         assert "Traceback" not in text
 
 
-async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_author(
+async def test_a_revert_by_the_servers_is_posted_once_by_whichever_console_sees_it(
     lab: Lab, hooks: Hooks
 ) -> None:
-    alice = notifying(lab, "alice", hooks.url("/alice"))
-    bob = notifying(lab, "bob", hooks.url("/bob"))
-    # Alice has two consoles open on this machine (two terminals), bob one.
+    team = hooks.url("/team")  # the team's chat: every operator's config posts there
+    alice, bob = notifying(lab, "alice", team), notifying(lab, "bob", team)
+    # Alice has two consoles open on this machine (two terminals), bob one (on another
+    # machine: his own state directory).
     consoles = [
         LiveSession(load_config(str(op.config)), audit_trail_path=op.home / "console.jsonl")
         for op in (alice, alice, bob)
@@ -165,7 +166,7 @@ async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_auth
         seen: list[set[str]] = [set() for _ in consoles]
         deadline = time.monotonic() + 30
         while True:
-            events = [await console.refresh_controls("www") for console in consoles]
+            events = await asyncio.gather(*(c.refresh_controls("www") for c in consoles))
             for reverted, event in zip(seen, events, strict=True):
                 reverted.update(event.reverted)
             if all(e.deadline() is None for e in events):
@@ -174,10 +175,14 @@ async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_auth
             await asyncio.sleep(0.5)
         assert seen == [set(WWW)] * 3
         assert all(state_version(lab, s) == 0 for s in WWW)
+        for console in consoles:  # a read after: nothing left to announce
+            await console.refresh_controls("www")
     finally:
         for console in consoles:
             await console.aclose()
-    change, revert = hooks.posts("/alice")  # once, though two of alice's consoles saw it
+    posts = hooks.posts("/team")
+    assert [p["kind"] for p in posts] == ["change", "revert"], [p["text"] for p in posts]
+    change, revert = posts  # once, though three consoles saw it
     assert change["kind"] == "change" and revert["kind"] == "revert"
     assert revert["text"].startswith(
         "www: web1, web2 reverted the unconfirmed change of alice (blocked 203.0.113.99) by "
@@ -188,7 +193,34 @@ async def test_a_revert_by_the_servers_is_posted_once_by_the_console_of_its_auth
         "alice",
         "www",
     )
-    assert hooks.posts("/bob") == []  # bob's console saw it too, and left it to alice's
+
+
+def test_a_revert_nobody_watched_is_posted_by_the_next_command_that_reads_the_controls(
+    lab: Lab, hooks: Hooks
+) -> None:
+    alice, bob = notifying(lab, "alice", hooks.url("/team")), notifying(lab, "bob")
+    block = alice.run("block", "www", "203.0.113.7", "--confirm-within", "3s", "--yes")
+    assert block.returncode == 0, block.stderr
+    deadline = time.monotonic() + 30  # no console runs: the servers revert unseen
+    while any(state_version(lab, s) for s in WWW) or any(
+        (lab.control_dir(s) / ".www.confirm").exists() for s in WWW
+    ):
+        assert time.monotonic() < deadline, "the servers did not revert by themselves"
+        time.sleep(0.3)
+    time.sleep(0.5)  # the timers leave the revert to announce just after it
+    assert [p["kind"] for p in hooks.posts("/team")] == ["change"]
+    quiet = bob.run("controls", "www")  # bob has no webhooks: he leaves it to those who do
+    assert quiet.returncode == 0, quiet.stderr
+    assert [p["kind"] for p in hooks.posts("/team")] == ["change"]
+    for _ in range(2):  # the first read announces it; the second finds nothing left
+        read = alice.run("controls", "www", "--json")
+        assert read.returncode == 0, read.stderr
+    _, revert = hooks.posts("/team")
+    assert revert["kind"] == "revert" and revert["changed_by"] == "alice"
+    assert revert["text"].startswith(
+        "www: web1, web2 reverted the unconfirmed change of alice (blocked 203.0.113.7) by "
+        "themselves: nobody confirmed it in time (version 1 → 0)"
+    ), revert["text"]
 
 
 async def test_blocks_a_console_lifts_when_they_fall_due_are_posted_once(
@@ -216,15 +248,15 @@ async def test_blocks_a_console_lifts_when_they_fall_due_are_posted_once(
     ), expiry["text"]
 
 
-async def test_a_recovery_stage_change_is_posted_once_by_the_consoles_that_see_it(
+async def test_a_recovery_stage_change_is_posted_once_by_whichever_console_sees_it_first(
     lab: Lab, hooks: Hooks
 ) -> None:
-    alice = notifying(lab, "alice", hooks.url("/ok"))
-    bob = notifying(lab, "bob", hooks.url("/bob"))
+    alice = notifying(lab, "alice", hooks.url("/team"))
+    bob = notifying(lab, "bob", hooks.url("/team"))
     consoles = [
         LiveSession(load_config(str(op.config)), audit_trail_path=op.home / f"c{i}.jsonl")
         for i, op in enumerate((alice, alice, bob))
-    ]  # two consoles of alice on one machine and one of bob, watching as consoles do
+    ]  # two consoles of alice on one machine and one of bob (another), watching as consoles do
 
     async def stages(want: str) -> None:
         deadline = time.monotonic() + 60
@@ -239,19 +271,18 @@ async def test_a_recovery_stage_change_is_posted_once_by_the_consoles_that_see_i
         for console in consoles:
             await console.start(suggest=False)
         await stages("open")  # its probe answers 200, no controls
-        assert hooks.posts("/ok") == []  # a stage first seen is not a change
+        assert hooks.posts("/team") == []  # a stage first seen is not a change
         result = await asyncio.to_thread(alice.run, "maintenance", "www", "on", "--yes")
         assert result.returncode == 0, result.stderr
         for console in consoles:  # the console reads the controls after its own changes
             await console.refresh_controls("www")
         await stages("closed")
-        await asyncio.sleep(1.5)  # another round of both consoles: still one post
+        await asyncio.sleep(1.5)  # another round of the three consoles: still one post
     finally:
         for console in consoles:
             await console.stop()
-    change, stage = hooks.posts("/ok")
+    change, stage = hooks.posts("/team")
     assert change["kind"] == "change" and change["text"].startswith("www: maintenance on")
-    assert hooks.posts("/bob") == []  # alice's change moved it: her console says so
     assert stage["kind"] == "stage" and stage["service"] == "www"
     assert stage["diff"]["stage"] == {"before": "open", "after": "closed"}
     text = stage["text"]

@@ -222,3 +222,34 @@ def test_a_site_logging_in_its_own_format_is_reported_the_same(lab: Lab) -> None
     assert sum(m["status"]["4xx"] for m in repo["timeline"]) == 3
     assert max(m["unique_ips"] for m in repo["timeline"]) >= 1
     assert sum(m["new_ips"] for m in repo["timeline"]) == 2
+
+
+async def test_a_period_that_began_before_the_log_rotated_is_read_from_both_files(
+    lab: Lab, tmp_path: Path
+) -> None:
+    data = tomllib.loads(lab.config_path.read_text())
+    data["services"]["rotated"] = {
+        **data["services"]["www"], "access_log": str(tmp_path / "rotated-{server}.log")
+    }  # fmt: skip
+    config = tmp_path / "config.toml"
+    config.write_text(tomli_w.dumps(data))
+    end = int(time.time()) // 60 * 60 - 60
+    lines, truth = traffic_lines(30, 20, end)
+    cut = len(lines.splitlines(keepends=True)) * 2 // 3  # logrotate ran two thirds in
+    older, newer = lines.splitlines(keepends=True)[:cut], lines.splitlines(keepends=True)[cut:]
+    (tmp_path / "rotated-web1.log.1").write_text("".join(older))
+    (tmp_path / "rotated-web1.log").write_text("".join(newer))
+    (tmp_path / "rotated-web2.log").write_text("")  # web2 logged nothing
+
+    session = Session(load_config(str(config)))
+    try:
+        report = await session.report(["rotated"], since=3600)
+    finally:
+        await session.close()
+    (rotated,) = report.services
+    web1 = rotated.servers["web1"]
+    assert web1.error is None and not web1.sampled and not rotated.estimated
+    assert web1.files == (str(tmp_path / "rotated-web1.log.1"), str(tmp_path / "rotated-web1.log"))
+    assert [m.requests for m in rotated.minutes if m.requests] == truth  # every minute, exact
+    assert sum(m.refused for m in rotated.minutes) == sum(n // 5 + (n % 5 > 0) for n in truth)
+    assert " from " in render_markdown(report)

@@ -23,7 +23,7 @@ from ..text import unprefixed
 from ..transport.base import RunResult, Transport, TransportError
 from . import serverside
 from .render import check_control_dir
-from .report import ControlsReport, Outcome, ServerControls, ServerResult
+from .report import ControlsReport, Outcome, ServerControls, ServerResult, Unposted
 from .state import ControlState, state_from_json, utc_text
 
 TIMEOUT = 180.0
@@ -42,6 +42,8 @@ class ServerRead:
     pending: bool
     confirm: tuple[str, ...] | None
     """(token, old generation, deadline epoch, version, timer pid) of a change awaiting confirm."""
+    unposted: tuple[Unposted, ...] = ()
+    """Reverts its commit-confirmed timers made that nobody announced yet."""
 
 
 async def run_step(transport: Transport, argv: list[str], data: bytes | None = None) -> RunResult:
@@ -64,6 +66,7 @@ async def read_server(
     masters: list[tuple[int, str]] = []
     pidfile_pid = None
     pending = False
+    unposted: list[Unposted] = []
     confirm = None
     for line in head.decode("utf-8", "replace").splitlines():
         words = line.split(" ", 2)
@@ -76,6 +79,8 @@ async def read_server(
             pidfile_pid = int(text) if text.isdigit() else None
         elif line == "OPSC pending":
             pending = True
+        elif words[:2] == ["OPSC", "unposted"] and len(words) == 3:
+            unposted += _unposted(server.name, words[2])
         elif words[:2] == ["OPSC", "confirm"] and len(words) == 3:
             confirm = tuple(words[2].split())
     if not sep or not body:
@@ -89,7 +94,47 @@ async def read_server(
                 f"the state file of {service.name} on {server.name} is invalid ({e}); "
                 "fix or remove it"
             ) from None
-    return ServerRead(state, sha, tuple(masters), pidfile_pid, pending, confirm)
+    return ServerRead(state, sha, tuple(masters), pidfile_pid, pending, confirm, tuple(unposted))
+
+
+def _unposted(server: str, text: str) -> list[Unposted]:
+    """``NAME TIME BEFORE AFTER STATE-JSON`` as the server's ``read`` shows one revert."""
+    words = text.split(" ", 4)
+    if len(words) < 4 or not words[2].isdigit() or not words[3].isdigit():
+        return []
+    try:
+        state = state_from_json(words[4].encode()) if len(words) == 5 else ControlState()
+    except UsageError:
+        state = ControlState()  # announced without what it did
+    return [Unposted(server, words[0], words[1], int(words[2]), int(words[3]), state)]
+
+
+async def take_unposted(
+    transport: Transport, service: ServiceConfig, server: ServerConfig, names: Sequence[str]
+) -> None:
+    """Remove the reverts ``names`` of ``service`` on ``server``: they have been announced.
+    Raises OperationError or TransportError."""
+    cdir = check_control_dir(service.control_dir_on(server.name))
+    argv = serverside.command("take", cdir, service.name, server.name, *names)
+    res = await run_step(transport, argv)
+    if not res.ok:
+        raise OperationError(f"cannot clear the reverts of {service.name}: {res.error_text()}")
+
+
+async def claim(
+    transport: Transport, service: ServiceConfig, server: ServerConfig, key: str
+) -> bool:
+    """Whether this caller is the first to claim ``key`` (hex) for ``service`` on ``server``:
+    of the consoles and commands on every machine that see one event, one announces it.
+    Claims are forgotten after a day or two.  Raises OperationError or TransportError."""
+    if not key or key.strip("0123456789abcdef"):
+        raise UsageError(f"a claim key is hex digits, not {key!r}")
+    cdir = check_control_dir(service.control_dir_on(server.name))
+    argv = serverside.command("claim", cdir, service.name, server.name, key)
+    res = await run_step(transport, argv)
+    if not res.ok:
+        raise OperationError(f"cannot claim on {server.name}: {res.error_text()}")
+    return b"OPSC claimed" in res.stdout
 
 
 def _nginx_location(words: list[str]) -> tuple[str | None, str | None]:
@@ -240,7 +285,7 @@ async def read_controls(
         deadline = None
         if r.confirm and len(r.confirm) > 2 and r.confirm[2].isdigit():
             deadline = utc_text(datetime.fromtimestamp(int(r.confirm[2]), UTC))
-        return ServerControls(name, r.state, None, r.pending, deadline)
+        return ServerControls(name, r.state, None, r.pending, deadline, r.unposted)
 
     states = await asyncio.gather(*(one(n) for n in svc.servers))
     return ControlsReport(service, {s.server: s for s in states})

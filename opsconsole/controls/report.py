@@ -212,6 +212,22 @@ class ApplyReport:
 
 
 @dataclass(frozen=True)
+class Unposted:
+    """A revert a server's commit-confirmed timer made, not yet announced (the server keeps it
+    until someone has)."""
+
+    server: str
+    name: str
+    """Its name on the server (what :func:`.remote.take_unposted` removes)."""
+    time: str
+    """When the server reverted (its clock, UTC)."""
+    before_version: int
+    after_version: int
+    reverted: ControlState
+    """The state that was not confirmed in time (its ``updated_by`` made the change)."""
+
+
+@dataclass(frozen=True)
 class ServerControls:
     """The control state one server holds, or why it could not be read."""
 
@@ -222,6 +238,8 @@ class ServerControls:
     """An interrupted apply is waiting to be rolled back by the next operation."""
     confirm_deadline: str | None = None
     """A commit-confirmed change awaits ``confirm`` until then."""
+    unposted: tuple[Unposted, ...] = ()
+    """Reverts its timers made that nobody announced yet."""
 
 
 @dataclass(frozen=True)

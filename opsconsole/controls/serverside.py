@@ -12,6 +12,11 @@ Layout in the control directory, for service ``S`` (the names nginx includes are
     S.state.json -> .S.cur/state.json      .S.lock                 (flock, held for the whole step)
     S.maintenance.html -> ...              .S.pending              (an apply is in its risky part)
     S.audit.jsonl (a plain file)           .S.confirm              (a change awaits confirmation)
+                                           .S.unposted/r.*         (a timer's revert, not yet
+                                                                    announced: ``read`` shows
+                                                                    them, ``take`` removes them)
+                                           .S.claims/KEY           (``claim``: the first to
+                                                                    create KEY announces it)
 
 Swapping the one ``.S.cur`` link with ``mv -T`` switches all four files at once, so a process killed
 at any instant leaves them all old or all new.  ``.S.pending`` names the old generation while the
@@ -172,10 +177,18 @@ revert() {
     audit reload-failed
     printf '%s\n' "$reload_error" >&2; return 78
   fi
+  # A timer's revert is left for whoever reads the controls next to announce: written before
+  # the confirm marker goes, so that no read sees neither.
+  [ -z "${announce:-}" ] || unposted
   rm -f -- ".$svc.confirm" ".$svc.prev" ".$svc.pending"
   audit ok
   gc
   say "reverted $bv $av"
+}
+unposted() {
+  mkdir -p -m 0750 -- ".$svc.unposted" || return 0
+  n=".$svc.unposted/r.$(ms).$bv.$av"
+  printf '%s %s %s %s\n' "$(now_utc)" "$bv" "$av" "$announce" > "$n.tmp" && mv -f -- "$n.tmp" "$n"
 }
 stop_timer() {
   case "$(cmdline_of "$1")" in
@@ -193,6 +206,9 @@ read)
   cd -- "$dir" 2>/dev/null || { say nodir; exit 0; }
   [ ! -f ".$svc.pending" ] || say pending
   [ ! -f ".$svc.confirm" ] || say "confirm $(cat ".$svc.confirm")"
+  for f in ".$svc.unposted"/r.*; do
+    case "$f" in *.tmp) ;; *) [ ! -f "$f" ] || say "unposted ${f##*/} $(cat -- "$f")" ;; esac
+  done
   say state
   [ ! -f "$svc.state.json" ] || cat -- "$svc.state.json"
   ;;
@@ -256,7 +272,25 @@ timer)
   read -r t old _d _v _p < ".$svc.confirm" || exit 0
   [ "$t" = "$token" ] || exit 0
   sys_prefix "opsconsole-timer" "rollback: not confirmed within ${wait}s"
-  revert "$old"
+  announce="$(tr '\n' ' ' < "$svc.state.json" 2>/dev/null || :)"
+  announce=${announce:-"{}"}
+  revert "$old" || exit $?
+  ;;
+take)
+  enter
+  for f in "$@"; do
+    case "$f" in r.[0-9]*) ;; *) echo "bad unposted name" >&2; exit 79 ;; esac
+    case "$f" in *[!0-9r.]*) echo "bad unposted name" >&2; exit 79 ;; esac
+    rm -f -- ".$svc.unposted/$f"
+  done
+  ;;
+claim)
+  key=$1
+  case "$key" in "" | *[!0-9a-f]*) echo "bad claim key" >&2; exit 79 ;; esac
+  enter
+  mkdir -p -m 0750 -- ".$svc.claims" || exit 79
+  find ".$svc.claims" -mindepth 1 -maxdepth 1 -mtime +1 -exec rm -rf -- {} + 2>/dev/null || :
+  if mkdir -- ".$svc.claims/$key" 2>/dev/null; then say claimed; else say taken; fi
   ;;
 recover)
   master=$1 test_cmd=$2 reload_cmd=$3

@@ -1,9 +1,10 @@
 """The notifier: posts each intent's message to every configured webhook, in the background.
 
 The session layer owns one :class:`Notifier` (``Session.notifier``) and tells it of every
-intent's report (:meth:`Notifier.changed`, from ``Session.execute`` and ``expire_due``); the live
-session tells it of servers that reverted an unconfirmed change by themselves
-(:meth:`Notifier.reverted`); the recovery stages call :meth:`Notifier.stage_changed`.  Each call
+intent's report (:meth:`Notifier.changed`, from ``Session.execute`` and ``expire_due``); whoever
+reads a service's controls first after its servers reverted an unconfirmed change by themselves
+hands it over (:meth:`Notifier.reverted`, from ``Session.controls``); the recovery stages call
+:meth:`Notifier.stage_changed`.  Each call
 returns at once: delivery runs in tasks of its own, so a webhook that is slow, down or refusing
 never delays or fails a change.  A delivery is tried ``attempts`` times with exponential backoff
 (1 s, 2 s, 4 s…); one that fails for good is kept as the webhook's last error
@@ -172,7 +173,7 @@ class Notifier:
             settled = self._made(service, {r.before_version for r in report.results.values()})
         probe_after = kind is Kind.ROLLBACK and report.probe is None
 
-        async def build() -> Message:
+        async def build() -> Message | None:
             probe = await self._probe(service) if probe_after else None
             done = report if probe is None else replace(report, probe=dict(probe))
             return message.from_report(
@@ -182,45 +183,69 @@ class Notifier:
         self._post(build)
 
     def reverted(
-        self, service: str, states: Mapping[str, tuple[ControlState, ControlState]]
+        self,
+        service: str,
+        states: Mapping[str, tuple[ControlState, ControlState]],
+        *,
+        when: str | None = None,
     ) -> None:
         """Servers of ``service`` reverted an unconfirmed change by themselves: ``states`` maps
-        each to its (pending, reverted-to) state.  Posted with the site's answer, once per
-        machine: the consoles on it that see the same revert :func:`~.failures.claim` it."""
+        each to its (pending, reverted-to) state; ``when``: the server's time of the revert.
+        Posted with the site's answer.  The caller makes sure it is announced once (the
+        session takes each revert from its server, where nobody else can take it again)."""
         if not self.enabled or not states:
             return
         pending, back = next(iter(states.values()))
-        key = f"revert {service} " + " ".join(
-            f"{n}:{p.version}@{p.updated_at}->{b.version}" for n, (p, b) in sorted(states.items())
-        )
-        if not self._claim(key):
-            return  # another console of this operator posts it
         diff = state_diff(back, pending)
         versions = {n: (p.version, b.version) for n, (p, b) in states.items()}
+        at = None
+        if when:
+            with contextlib.suppress(ValueError):
+                at = datetime.fromisoformat(when.replace("Z", "+00:00"))
 
-        async def build() -> Message:
+        async def build() -> Message | None:
             probe = await self._probe(service)
             return message.reverted(
-                service, versions, changed_by=pending.updated_by or "?", diff=diff, probe=probe
+                service,
+                versions,
+                changed_by=pending.updated_by or "?",
+                diff=diff,
+                probe=probe,
+                when=at,
             )
 
         self._post(build)
 
     def stage_changed(
-        self, service: str, old: object, new: object, detail: str = "", *, key: str | None = None
+        self,
+        service: str,
+        old: object,
+        new: object,
+        detail: str = "",
+        *,
+        key: str | None = None,
+        claim: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         """A service's recovery stage went from ``old`` (None: it had none) to ``new`` (an
         enum is shown by its value); ``detail`` says why, in a few words.  Nothing is posted
         when ``old == new``.  ``key`` (e.g. the service, stage and time it began): when several
         consoles or commands of this machine see the same change, the first to claim its key
-        posts it, the others not.  Call it from the event loop; it returns at once."""
+        posts it, the others not; ``claim`` then asks whether this one is also the first of
+        every machine (on the servers).  Call it from the event loop; it returns at once."""
         if not self.enabled or old == new:
             return
         if key is not None and not self._claim(f"stage {service} {key}"):
             return
         msg = message.stage(service, old, new, detail, operator=self.operator)
 
-        async def build() -> Message:
+        async def build() -> Message | None:
+            if claim is not None:
+                try:
+                    first = await claim()
+                except Exception:  # better twice than never
+                    first = True
+                if not first:
+                    return None
             return msg
 
         self._post(build)
@@ -272,16 +297,18 @@ class Notifier:
         except Exception:  # the message goes without the site's answer
             return None
 
-    def _post(self, build: Callable[[], Awaitable[Message]]) -> None:
+    def _post(self, build: Callable[[], Awaitable[Message | None]]) -> None:
         task = asyncio.get_running_loop().create_task(self._send(build), name="notify")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, build: Callable[[], Awaitable[Message]]) -> None:
+    async def _send(self, build: Callable[[], Awaitable[Message | None]]) -> None:
         jobs = [_Delivery(w) for w in self.webhooks]
         self._pending.update(jobs)
         try:
             msg = await build()
+            if msg is None:  # another console announces it
+                return
             self.sent.append(msg)
             if self._client is None:
                 self._client = delivery.make_client([w.url for w in self.webhooks], self.timeout)

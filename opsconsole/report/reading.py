@@ -4,15 +4,19 @@ Called by :meth:`opsconsole.session.Session.report` for each service.  Each serv
 measured first (its size and where the period starts, found with the same backwards samples as
 ``stats --since``).  When every server holds at most ``read_limit`` bytes of the period, the
 logs are read whole through :meth:`opsconsole.fleet.Fleet.read_into`: every count is exact.
-Otherwise each server's span is read as evenly spaced chunks of about ``sample_bytes`` in all
-(a span shorter than that is read whole, chunk after chunk), and :class:`~.traffic.LogTraffic`
-estimates what lies between them: the report says so.  The parsing runs in the fleet's worker
-thread.  Core only: the fleet, the transport interface and the log reads.
+When the period begins before the current log's first line, the log rotated before it
+(``access.log.1``, as logrotate leaves it with ``delaycompress``) is read too, before the
+current one, chunk after chunk.  Otherwise each server's span is read as evenly spaced chunks
+of about ``sample_bytes`` in all (a span shorter than that is read whole, chunk after chunk),
+and :class:`~.traffic.LogTraffic` estimates what lies between them: the report says so.  The
+parsing runs in the fleet's worker thread.  Core only: the fleet, the transport interface and
+the log reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from ..config import ServiceConfig
 from ..errors import OperationError
@@ -52,7 +56,7 @@ async def read_traffic(
     of each server's log (default ``SAMPLE_BYTES``, at most half of ``read_limit``)."""
     budget = sample_bytes if sample_bytes is not None else min(SAMPLE_BYTES, read_limit // 2)
     traffic = LogTraffic(svc.log_format, start, end)
-    spans: dict[str, tuple[Transport, str, int, int]] = {}
+    spans: dict[str, tuple[Transport, list[Segment]]] = {}
     minutes = max(1, (end - start) // 60)
 
     async def measure(server: str) -> None:
@@ -60,17 +64,25 @@ async def read_traffic(
         try:
             t = await fleet.pool.get(server)
             path = svc.access_log_on(server)
+            parser = LineParser(traffic.log.format)
             _, size = await file_size(t, path)
-            first = await find_start(t, path, size, start, LineParser(traffic.log.format))
-            spans[server] = (t, path, first, size)
-            info.size = size - first
+            first = await find_start(t, path, size, start, parser)
+            segments = [Segment(path, first, size)]
+            if first == 0:  # the period may begin before the last rotation
+                older = await _rotated(t, path + ROTATED, start, parser)
+                if older is not None:
+                    segments.insert(0, older)
+            spans[server] = (t, segments)
+            info.size = sum(seg.span for seg in segments)
+            info.files = tuple(seg.path for seg in segments)
         except (TransportError, OperationError) as e:
             info.error = unprefixed(str(e), server) or type(e).__name__
 
     await asyncio.gather(*(measure(s) for s in svc.servers))
     if not spans:
         return traffic
-    if all(traffic.servers[s].size <= read_limit for s in spans):
+    rotated = any(len(segments) > 1 for _, segments in spans.values())
+    if not rotated and all(traffic.servers[s].size <= read_limit for s in spans):
         feeds = await fleet.read_into(svc.name, start, traffic.log, progress=progress)
         for server, feed in feeds.items():
             info = traffic.servers[server]
@@ -82,12 +94,20 @@ async def read_traffic(
 
     async def sample(server: str) -> None:
         info = traffic.servers[server]
-        t, path, first, size = spans[server]
-        whole = size - first <= read_limit  # a short log beside a long one is still read whole
-        take = max(budget, size - first) if whole else budget
+        t, segments = spans[server]
+        whole = info.size <= read_limit  # a short log beside a long one is still read whole
+        chunks: list[tuple[int, bytes]] = []
+        base = 0  # the files, oldest first, as one: offsets run on across them
         async with at_once:  # each holds its sample until it is parsed
             try:
-                chunks = await _read_chunks(t, path, first, size, take, minutes, server, progress)
+                for seg in segments:
+                    share = max(MIN_CHUNK, budget * seg.span // max(info.size, 1))
+                    take = seg.span if whole else share
+                    part = await _read_chunks(
+                        t, seg.path, seg.first, seg.size, take, minutes, server, progress
+                    )
+                    chunks += [(base + o, c) for o, c in part]
+                    base += seg.size
             except (TransportError, OperationError) as e:
                 info.error = unprefixed(str(e), server) or type(e).__name__
                 return
@@ -97,6 +117,33 @@ async def read_traffic(
 
     await asyncio.gather(*(sample(s) for s in spans))
     return traffic
+
+
+ROTATED = ".1"
+"""What logrotate (``delaycompress``) and nginx's Debian package call the log before this one."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The part of one log file in the period: bytes ``[first, size)``."""
+
+    path: str
+    first: int
+    size: int
+
+    @property
+    def span(self) -> int:
+        return self.size - self.first
+
+
+async def _rotated(t: Transport, path: str, start: int, parser: LineParser) -> Segment | None:
+    """The part of the rotated log ``path`` in the period, if it exists and holds any of it."""
+    try:
+        _, size = await file_size(t, path)
+    except OperationError:  # no rotated log (or not readable): the period begins in the current
+        return None
+    first = await find_start(t, path, size, start, parser)
+    return Segment(path, first, size) if first < size else None
 
 
 def chunk_offsets(first: int, size: int, budget: int, minutes: int) -> tuple[list[int], int]:

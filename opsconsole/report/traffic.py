@@ -56,10 +56,13 @@ class ServerRead:
     read: int = 0
     """Bytes actually read (less than ``size`` when sampled)."""
     sampled: bool = False
+    files: tuple[str, ...] = ()
+    """The log files the period spans, oldest first (the rotated one, then the current)."""
 
     def to_dict(self) -> dict[str, object]:
         return {"read": self.error is None, "error": self.error, "sampled": self.sampled,
-                "log_bytes": self.size, "read_bytes": self.read}  # fmt: skip
+                "log_bytes": self.size, "read_bytes": self.read,
+                "files": list(self.files)}  # fmt: skip
 
 
 @dataclass(frozen=True)

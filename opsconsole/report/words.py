@@ -133,6 +133,8 @@ def servers_line(s: ServiceReport) -> str:
             parts.append(f"{name} sampled ({size(r.read)} of {size(r.size)} read: estimates)")
         else:
             parts.append(f"{name} read whole ({size(r.size)})")
+        if r.error is None and len(r.files) > 1:
+            parts[-1] += f" from {' and '.join(r.files)}"
     return "servers: " + "; ".join(parts)
 
 

@@ -17,6 +17,8 @@ Imports the core only (never a front end, never Textual).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,14 +34,14 @@ from ..controls.edits import Edit
 from ..controls.expiry import expire_due
 from ..controls.preview import preview_settle
 from ..controls.progress import OnProgress, Stage, emit
-from ..controls.remote import read_controls
-from ..controls.report import ApplyReport, ControlsReport
+from ..controls.remote import claim, read_controls, take_unposted
+from ..controls.report import ApplyReport, ControlsReport, Unposted
 from ..controls.settle import Settle, settle_change
 from ..controls.setup import SetupReport, setup_service
-from ..controls.state import ControlState
+from ..controls.state import ControlState, parse_utc
 from ..controls.timeline import Timeline, collect_timeline, local_events
 from ..durations import format_duration
-from ..errors import UsageError
+from ..errors import OperationError, UsageError
 from ..fleet import Fleet, ServerFeed
 from ..fleet import Progress as HistoryProgress
 from ..health import FleetHealth, check_fleet
@@ -47,6 +49,8 @@ from ..health.check import Progress as HealthProgress
 from ..notify import EXIT_WAIT, DeliveryFailure, Kind, Notifier
 from ..text import unprefixed
 from ..transport.base import Transport, TransportError, Unreachable
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # numpy is imported only by the commands that analyse
     from ..detect.analysis import Analysis
@@ -169,8 +173,63 @@ class Session:
     # -- reads ------------------------------------------------------------------------------
 
     async def controls(self, service: str) -> ControlsReport:
-        """The control state every server of ``service`` holds (an unreachable one says why)."""
-        return await read_controls(self.config, service, await self._service(service, None))
+        """The control state every server of ``service`` holds (an unreachable one says why).
+
+        Reverts that the servers' commit-confirmed timers made and nobody announced yet are
+        announced now, when webhooks are configured: whoever reads the controls first (a
+        console, ``check``, ``controls``…, on any machine) takes them from the servers and
+        posts them, once."""
+        transports = await self._service(service, None)
+        report = await read_controls(self.config, service, transports)
+        if self.notifier.enabled and any(s.unposted for s in report.servers.values()):
+            await self._announce_reverts(report, transports)
+        return report
+
+    async def _announce_reverts(
+        self, report: ControlsReport, transports: Mapping[str, Transport]
+    ) -> None:
+        service = report.service
+        now = time.time()
+        for s in report.servers.values():
+            if s.confirm_deadline and parse_utc(s.confirm_deadline).timestamp() + 30 > now:
+                return  # another server's timer is still to fire: announced together, after it
+        svc = self.config.service(service)
+        by_change: dict[tuple[int, str | None], dict[str, Unposted]] = {}
+        for s in report.servers.values():
+            for u in s.unposted:
+                by_change.setdefault((u.before_version, u.reverted.updated_at), {})[u.server] = u
+        for (before, updated_at), group in by_change.items():
+            # Every console that reads now sees these: the one that claims them posts them.
+            if await self.claim(service, f"revert {before} {updated_at}"):
+                states = {
+                    n: (u.reverted, report.servers[n].state or ControlState())
+                    for n, u in sorted(group.items())
+                }
+                self.notifier.reverted(service, states, when=min(u.time for u in group.values()))
+            for u in group.values():
+                transport = transports.get(u.server)
+                if transport is None or isinstance(transport, Unreachable):
+                    continue
+                try:
+                    await take_unposted(transport, svc, self.config.servers[u.server], [u.name])
+                except (OperationError, TransportError) as e:
+                    log.info("cannot clear the reverts of %s on %s: %s", service, u.server, e)
+
+    async def claim(self, service: str, key: str) -> bool:
+        """Whether this console is the first, on any machine, to claim ``key`` for ``service``
+        (on the first of its servers that answers): the one that announces an event that
+        several consoles see.  True when no server answers (better twice than never)."""
+        svc = self.config.service(service)
+        digest = hashlib.sha256(f"{service} {key}".encode()).hexdigest()[:32]
+        for name in svc.servers:
+            [transport] = (await self.connect([name])).values()
+            if isinstance(transport, Unreachable):
+                continue
+            try:
+                return await claim(transport, svc, self.config.servers[name], digest)
+            except (OperationError, TransportError) as e:
+                log.info("cannot claim %r on %s: %s", key, name, e)
+        return True
 
     async def timeline(
         self,

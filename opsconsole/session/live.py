@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..controls.report import ControlsReport
-from ..controls.stage import SiteStage, Stage, StageMemory
+from ..controls.stage import SiteStage, StageMemory
 from ..controls.state import ControlState, parse_utc
 from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
 from ..transport import ServerStatus
-from .board import controls_state, live_stage
+from .board import live_stage
 from .core import Session
 
 if TYPE_CHECKING:  # numpy is imported only once an analysis runs
@@ -162,7 +162,6 @@ class LiveSession(Session):
         """Per service, (time.monotonic(), live rate) when its last analysis began."""
         self._stages = StageMemory(None)
         self._stage: dict[str, SiteStage] = {}
-        self._reverts: dict[str, dict[str, tuple[ControlState, ControlState]]] = {}
         """Per service, servers seen reverting this operator's change, not yet posted."""
         self._awaiting: dict[tuple[str, str], tuple[str, ControlState]] = {}
         """(service, server) -> the confirm deadline and the state first read with it: the
@@ -249,7 +248,6 @@ class LiveSession(Session):
         elif old is not None and old.reverted_at and time.time() - old.reverted_at < REVERT_SHOWN:
             event = replace(event, reverted_at=old.reverted_at)
         self._controls[service] = event
-        self._notify_revert(event)
         if event.report is not None and event.error is None:
             self._track_awaiting(service, event.report)
         for listener in list(self._listeners):
@@ -295,22 +293,6 @@ class LiveSession(Session):
             elif known is None or known[0] != s.confirm_deadline:
                 self._awaiting[key] = (s.confirm_deadline, s.state)
 
-    def _notify_revert(self, event: ControlsEvent) -> None:
-        """Post servers reverting an unconfirmed change by themselves, once per change.
-
-        The rule: the console that sees the revert posts it when its operator made the change
-        (the pending state's ``updated_by``), so a fleet watched by several consoles hears it
-        once; servers whose timers fire between two reads are gathered until none of the
-        service's servers awaits confirmation any more, then posted together."""
-        service, report = event.service, event.report
-        for name in event.reverted:
-            pending = self._awaiting.get((service, name))
-            now = report.servers[name].state if report is not None else None
-            if pending is not None and now is not None and pending[1].updated_by == self.operator:
-                self._reverts.setdefault(service, {})[name] = (pending[1], now)
-        if service in self._reverts and event.deadline() is None:
-            self.notifier.reverted(service, self._reverts.pop(service))
-
     async def _watch_loop(self) -> None:
         gate = asyncio.Semaphore(8)
         due: dict[str, float] = {}
@@ -341,10 +323,8 @@ class LiveSession(Session):
     def update_stages(self, now: float | None = None) -> None:
         """Each site's stage from its controls, probe and live traffic, dated from when this
         console first saw it so where the controls do not date it.  A change is posted to the
-        webhooks: one that a change of controls made (closed, staff only, protected, open) by
-        the console of that change's author; one of the site's answer (down, or back) by the
-        consoles that see it — of those of one machine the first (its key is the stage and
-        the ten minutes it began in)."""
+        webhooks once, by the first console (of every machine) that sees it: its key is the
+        stage and the ten minutes it began in, claimed on the service's servers."""
         health = self.health()
         for name in self.config.services:
             snap = self.snapshot(name, top_n=1)
@@ -356,13 +336,16 @@ class LiveSession(Session):
             left = self._stages.previous.get(name)
             if left is None:
                 continue
-            answering = {Stage.DOWN, Stage.UNKNOWN} & {left, dated.stage}
-            report = self._report(name)
-            state = controls_state(report) if report is not None else None
-            if not answering and (state is None or state.updated_by != self.operator):
-                continue  # a change of controls moved it: its author's console says so
-            key = f"{dated.stage.value} {(dated.since or '')[:15]}"
-            self.notifier.stage_changed(name, left, dated.stage, dated.summary(), key=key)
+            key = f"stage {dated.stage.value} {(dated.since or '')[:15]}"
+            self.notifier.stage_changed(
+                name, left, dated.stage, dated.summary(), key=key, claim=self._claimer(name, key)
+            )
+
+    def _claimer(self, service: str, key: str) -> Callable[[], Awaitable[bool]]:
+        async def first() -> bool:
+            return await self.claim(service, key)
+
+        return first
 
     def _report(self, service: str) -> ControlsReport | None:
         known = self._controls.get(service)
