@@ -100,6 +100,12 @@ async def _once(config: Config, args: argparse.Namespace, since: float | None) -
     for server, feed in feeds.items():
         if feed.error:
             print(f"opsconsole: {server}: {feed.error}", file=sys.stderr)
+    if stats.slow_path:
+        print(
+            f"opsconsole: note: the log_format of {args.service} is read by the slower regex "
+            f"path ({stats.slow_path})",
+            file=sys.stderr,
+        )
     snap = stats.snapshot(args.service, top_n=args.top)
     connected = {name: feed.error is None for name, feed in feeds.items()}
     if args.json:

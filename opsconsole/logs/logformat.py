@@ -64,11 +64,29 @@ _TIME_PATTERNS = {
 _STATUS = rb"(\d{3})"
 # The client: capture the whole address, and for IPv4 also its /24 part ("net") as a second group.
 _CLIENT = rb"((\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|[^\s\"]+)"
+TAIL = rb"(?:[ \t\r][^\n]*)?$"
 
 
 def _quoted_body(capture: bool) -> bytes:
     body = rb'[^"\\\n]*(?:\\.[^"\\\n]*)*'
     return b"(" + body + b")" if capture else body
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One piece of the regex: a literal run or one variable of the format, in order."""
+
+    kind: str
+    """``lit``, ``client``, ``time``, ``status``, ``request``, ``alpha``, ``body``, ``until``
+    or ``end`` (the tolerance for trailing text)."""
+    regex: bytes
+    """Exactly what the piece adds to the regex (its capture groups included)."""
+    fields: tuple[str, ...] = ()
+    """The fields its groups capture, in order."""
+    arg: bytes = b""
+    """``lit``: the literal bytes; ``time``: the time kind."""
+    var: str = ""
+    """The variable (``$remote_addr`` …), for messages."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,9 @@ class LogFormat:
     groups: dict[str, int]
     """Field name -> index in the tuples returned by ``regex.findall`` (absent if not logged)."""
     time_kind: str
+    pieces: tuple[Piece, ...] = ()
+    """The regex after its ``^``, piece by piece (what :mod:`opsconsole.stats.fast` compiles
+    for its C scanner)."""
 
     @property
     def ngroups(self) -> int:
@@ -123,57 +144,70 @@ def compile_format(fmt: str, extra: frozenset[str] = frozenset()) -> LogFormat:
     if "status" not in names:
         raise ValueError("log_format must contain $status")
 
-    parts: list[bytes] = [b"^"]
+    pieces: list[Piece] = []
     groups: dict[str, int] = {}
     ngroups = 0
     time_kind = ""
+
+    def add(kind: str, regex: bytes, fields: tuple[str, ...] = (), arg: bytes = b"") -> None:
+        nonlocal ngroups
+        var = f"${name}" if kind not in ("lit", "end") else ""
+        pieces.append(Piece(kind, regex, fields, arg, var))
+        for f in fields:
+            groups[f] = ngroups
+            ngroups += 1
+
+    name = ""
     for i, (kind, text) in enumerate(tokens):
         if kind == "lit":
             # A run of spaces in the format matches the same spaces; everything literal is escaped.
-            parts.append(re.escape(text.encode()))
+            add("lit", re.escape(text.encode()), arg=text.encode())
             continue
         prev = tokens[i - 1][1] if i > 0 and tokens[i - 1][0] == "lit" else ""
         nxt = tokens[i + 1][1] if i + 1 < len(tokens) and tokens[i + 1][0] == "lit" else ""
         quoted = prev.endswith('"') and nxt.startswith('"')
         name = text
         if name in _CLIENT_VARS and "client" not in groups:
-            parts.append(_CLIENT)
-            groups["client"], groups["net"] = ngroups, ngroups + 1
-            ngroups += 2
+            add("client", _CLIENT, ("client", "net"))
         elif name in _TIME_VARS and "time" not in groups:
             time_kind = _TIME_VARS[name]
-            parts.append(_TIME_PATTERNS[time_kind])
-            groups["time"] = ngroups
-            ngroups += 1
+            add("time", _TIME_PATTERNS[time_kind], ("time",), time_kind.encode())
         elif name == "status" and "status" not in groups:
-            parts.append(_STATUS)
-            groups["status"] = ngroups
-            ngroups += 1
+            add("status", _STATUS, ("status",))
         elif name == "request" and quoted and "path" not in groups:
             # METHOD SP PATH [SP PROTOCOL]; anything else keeps its first word as "path".
             word = rb'[^ "\\\n]*(?:\\.[^ "\\\n]*)*'
-            parts.append(rb"([A-Za-z]*) ?(" + word + rb")" + _quoted_body(False))
-            groups["method"], groups["path"] = ngroups, ngroups + 1
-            ngroups += 2
+            add(
+                "request",
+                rb"([A-Za-z]*) ?(" + word + rb")" + _quoted_body(False),
+                ("method", "path"),
+            )
         elif name == "request_method" and "method" not in groups:
-            parts.append(rb"([A-Za-z]*)" if not quoted else _quoted_body(True))
-            groups["method"] = ngroups
-            ngroups += 1
+            if quoted:
+                add("body", _quoted_body(True), ("method",))
+            else:
+                add("alpha", rb"([A-Za-z]*)", ("method",))
         elif (
             (field := _TEXT_FIELDS.get(name))
             and field not in groups
             and (field not in OPTIONAL_FIELDS or field in extra)
         ):
-            parts.append(_quoted_body(True) if quoted else b"(" + _until(nxt.encode()) + b")")
-            groups[field] = ngroups
-            ngroups += 1
+            if quoted:
+                add("body", _quoted_body(True), (field,))
+            else:
+                add("until", b"(" + _until(nxt.encode()) + b")", (field,))
+        elif quoted:
+            add("body", _quoted_body(False))
         else:
-            parts.append(_quoted_body(False) if quoted else _until(nxt.encode()))
+            add("until", _until(nxt.encode()))
     # Tolerate trailing blanks and CR (CRLF files, Apache's trailing space), and extra fields
     # after the last one (a "main"-style format read as combined still yields every field).
-    parts.append(rb"(?:[ \t\r][^\n]*)?$")
+    add("end", TAIL)
+    parts = [b"^", *(p.regex for p in pieces)]
     try:
         regex = re.compile(b"".join(parts), re.MULTILINE)
     except re.error as e:  # pragma: no cover - every piece above is escaped or fixed
         raise ValueError(f"cannot compile log_format: {e}") from None
-    return LogFormat(source=source, regex=regex, groups=groups, time_kind=time_kind)
+    return LogFormat(
+        source=source, regex=regex, groups=groups, time_kind=time_kind, pieces=tuple(pieces)
+    )

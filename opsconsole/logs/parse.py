@@ -52,14 +52,14 @@ def parse_time_local(value: bytes) -> int | None:
 def parse_time_iso(value: bytes) -> int | None:
     try:
         return int(datetime.fromisoformat(value.decode().replace("Z", "+00:00")).timestamp())
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
 def parse_time_msec(value: bytes) -> int | None:
     try:
         return int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # 1e400 seconds is "inf"
         return None
 
 

@@ -1,12 +1,16 @@
 /*
- * _fastcount: parse + count a chunk of an nginx `combined` access log in one C pass.
+ * _fastcount: parse + count a chunk of an nginx access log in one C pass.
  *
  * Optional accelerator for the history mode of opsconsole.stats.traffic (`opsconsole stats
  * --since all`).  The pure-Python path (one bytes-regex `findall` per chunk, then
  * `Counter.update` per field) stays the reference and the fallback; opsconsole/stats/fast.py is
  * the typed wrapper and tests/test_fastcount.py checks that both give identical results.
  *
- * What a "parsed line" is comes from the regex compile_format("combined") builds (logformat.py):
+ * What a "parsed line" is comes from the regex compile_format(fmt) builds (logformat.py): a
+ * sequence of pieces, one per literal run and per variable of the log_format.  fast.py turns
+ * the pieces into a small program (the OP_* codes below, one per piece) when it can prove the
+ * pieces' regexes are the ones this file reproduces and that one left-to-right pass finds the
+ * regex's match; otherwise the Python path parses that format.  For `combined`:
  *
  *   ^((\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|[^\s"]+) - [^\s]* \[(TIME)\] "([A-Za-z]*) ?(WORD)BODY"
  *    (\d{3}) [^\s]* "BODY" "(BODY)"(?:[ \t\r][^\n]*)?$            (re.MULTILINE, bytes)
@@ -14,12 +18,13 @@
  *   TIME = \d\d/(?:Jan|Feb|...|Dec)/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}
  *   BODY = [^"\\\n]*(?:\\.[^"\\\n]*)*      WORD = the same without spaces
  *
- * Why a hand-written scanner can reproduce it exactly, backtracking included: no part of the
- * regex can match '\n', so every match lies inside one line and starts at its first byte; and
- * every field has exactly one way to end:
+ * Why a scanner without backtracking can reproduce it exactly: no part of the regex can match
+ * '\n', so every match lies inside one line and starts at its first byte; and every piece has
+ * exactly one way to end:
  *   - a greedy run of a class that cannot contain the byte required after it ([^\s"]+ then ' ',
- *     [^\s]* then ' ', \d{1,3} then '.' or ' ') cannot give back bytes usefully: a shorter run
- *     is followed by a byte of the class, never by the delimiter;
+ *     [^\s]* then ' ', [^,\n]* then ',', \d+ then a non-digit) cannot give back bytes usefully:
+ *     a shorter run is followed by a byte of the class, never by the delimiter (fast.py builds
+ *     a program only where the next literal's first byte, or the end's, is outside the class);
  *   - BODY tokenises left to right (a backslash always takes the next byte, except '\n'), so
  *     its only possible end is the first token boundary not followed by a consumable byte; the
  *     closing quote must sit exactly there;
@@ -29,8 +34,15 @@
  *   - CLIENT's IPv4 alternative, when it fits, ends where the [^\s"]+ alternative would end, so
  *     if the rest of the line fails after it, it fails after the fallback too.  Hence: client =
  *     the leading [^\s"]+ run; net = its first three octets iff the whole run is
- *     d{1,3}.d{1,3}.d{1,3}.d{1,3}, else empty (the 2nd alternative leaves group 2 empty).
+ *     d{1,3}.d{1,3}.d{1,3}.d{1,3}, else empty (the 2nd alternative leaves group 2 empty);
+ *   - times and the status have a fixed length (ISO 8601's zone is 'Z' or six bytes, told
+ *     apart by its first byte); a lazy [^\n]*? can only be the last piece (fast.py), where it
+ *     ends at the first [ \t\r] or the line's end, as the end piece requires.
  * `\s` in a bytes pattern is [ \t\n\r\f\v]; `\d` and [A-Za-z] are ASCII only.
+ *
+ * Times: the regex checks only the shape; Python's parser then drops a line whose time has no
+ * epoch second (year 0000, 31 February in ISO 8601).  With check_time, a line whose time C
+ * cannot vouch for is not counted but returned as "unsure", for Python to count.
  *
  * Counting: each field goes first into a small per-call hash table whose keys point into the
  * chunk (no Python objects per line); the table is flushed into the caller's dicts once per
@@ -403,10 +415,33 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
 
 /* ------------------------------------------------------------------ the line scanner */
 
+/* The fields a program captures (slot numbers in the program's bytes). */
+enum { F_CLIENT, F_TIME, F_METHOD, F_PATH, F_STATUS, F_AGENT, N_FIELDS };
+#define NO_SLOT 0xff
+
 typedef struct {
-    const char *client, *time, *method, *path, *status, *agent;
-    Py_ssize_t client_len, net_len, method_len, path_len, agent_len;
+    const char *at[N_FIELDS];
+    Py_ssize_t len[N_FIELDS];
+    Py_ssize_t net_len;
+    int unsure; /* the time has the right shape, but only Python can say if it has an epoch */
 } Fields;
+
+/* Program opcodes (fast.py encodes them from logformat's pieces; see fast._encode). */
+enum {
+    OP_LIT = 'L',      /* L n_hi n_lo bytes: exactly these bytes */
+    OP_CLIENT = 'C',   /* ((\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|[^\s"]+) -> client, net */
+    OP_NOSPACE = 'S',  /* S slot: [^\s]* */
+    OP_NOTBYTE = 'B',  /* B d slot: [^d\n]* */
+    OP_TOBLANK = 'T',  /* T slot: [^\n]*? before the end: up to the first [ \t\r] or the end */
+    OP_BODY = 'Q',     /* Q slot: BODY, inside quotes */
+    OP_REQUEST = 'R',  /* ([A-Za-z]*) ?(WORD)BODY -> method, path */
+    OP_ALPHA = 'A',    /* A slot: [A-Za-z]* */
+    OP_LOCAL = 'l',    /* (TIME_LOCAL) -> time */
+    OP_ISO = 'i',      /* (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z)) -> time */
+    OP_MSEC = 'm',     /* (\d+\.\d+) -> time (its whole seconds, when exact) */
+    OP_STATUS = 's',   /* (\d{3}) -> status */
+    OP_END = 'E',      /* (?:[ \t\r][^\n]*)?$ */
+};
 
 /* Length of "a.b.c" if the whole client is d{1,3}.d{1,3}.d{1,3}.d{1,3}, else 0. */
 static Py_ssize_t
@@ -416,7 +451,7 @@ ipv4_net_len(const char *s, Py_ssize_t n)
     for (int octet = 0; octet < 4; octet++) {
         Py_ssize_t start = i;
         /* Look at up to 4 digits: a 4-digit run defeats \d{1,3} (its next byte must be '.'
-         * or, for the last octet, the ' ' after the client). */
+         * or, for the last octet, the byte after the client). */
         while (i < n && i - start < 4 && IS_DIGIT(s[i]))
             i++;
         if (i == start || i - start > 3)
@@ -440,12 +475,11 @@ static const char MONTHS[12][3] = {
 
 #define TIME_LEN 26 /* dd/Mon/yyyy:hh:mm:ss +zzzz */
 
-/* Caller guarantees TIME_LEN readable bytes. */
+/* Whether t[0..n) matches `shape` ('9' a digit, 'S' a sign, anything else itself). */
 static int
-is_time(const char *t)
+has_shape(const char *t, const char *shape, int n)
 {
-    static const char shape[TIME_LEN + 1] = "99/MMM/9999:99:99:99 S9999";
-    for (int i = 0; i < TIME_LEN; i++) {
+    for (int i = 0; i < n; i++) {
         char want = shape[i];
         if (want == '9') {
             if (!IS_DIGIT(t[i]))
@@ -459,10 +493,41 @@ is_time(const char *t)
             return 0;
         }
     }
+    return 1;
+}
+
+/* Caller guarantees TIME_LEN readable bytes. */
+static int
+is_time(const char *t)
+{
+    if (!has_shape(t, "99/MMM/9999:99:99:99 S9999", TIME_LEN))
+        return 0;
     for (int m = 0; m < 12; m++)
         if (memcmp(t + 3, MONTHS[m], 3) == 0)
             return 1;
     return 0;
+}
+
+static inline int
+num2(const char *t)
+{
+    return (t[0] - '0') * 10 + (t[1] - '0');
+}
+
+/* An ISO 8601 time of the right shape that datetime.fromisoformat surely takes: every part in
+ * its range (day within its month).  Anything else is left to Python ("unsure"). */
+static int
+iso_surely_valid(const char *t, Py_ssize_t n)
+{
+    static const int days[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int year = num2(t) * 100 + num2(t + 2), month = num2(t + 5), day = num2(t + 8);
+    if (year < 1 || month < 1 || month > 12 || day < 1 || day > days[month - 1])
+        return 0;
+    if (month == 2 && day == 29 && !(year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)))
+        return 0;
+    if (num2(t + 11) > 23 || num2(t + 14) > 59 || num2(t + 17) > 59)
+        return 0;
+    return n == 20 || (num2(t + 20) <= 23 && num2(t + 23) <= 59);
 }
 
 /* End of a quoted BODY starting at p: the first token boundary whose next byte cannot be
@@ -507,79 +572,170 @@ scan_word(const char *p, const char *e)
     return p;
 }
 
-/* Match one line [p, e) (e = its '\n' or the end of the chunk) against the combined regex. */
-static int
-parse_line(const char *p, const char *e, Fields *f)
+static inline void
+capture(Fields *f, unsigned char slot, const char *at, Py_ssize_t len)
 {
-    const char *q = p;
+    if (slot < N_FIELDS) {
+        f->at[slot] = at;
+        f->len[slot] = len;
+    }
+}
 
-    /* CLIENT: the leading [^\s"]+ run, then " - ". */
-    while (q < e && !IS_SPACE(*q) && *q != '"')
-        q++;
-    if (q == p || e - q < 3 || q[0] != ' ' || q[1] != '-' || q[2] != ' ')
-        return 0;
-    f->client = p;
-    f->client_len = q - p;
-    f->net_len = ipv4_net_len(p, f->client_len);
-    q += 3;
-
-    /* USER: [^\s]*, then " [". */
-    while (q < e && !IS_SPACE(*q))
-        q++;
-    if (e - q < 2 || q[0] != ' ' || q[1] != '[')
-        return 0;
-    q += 2;
-
-    /* [TIME] then ' "'. */
-    if (e - q < TIME_LEN + 3 || !is_time(q) || q[TIME_LEN] != ']' || q[TIME_LEN + 1] != ' ' ||
-        q[TIME_LEN + 2] != '"')
-        return 0;
-    f->time = q;
-    q += TIME_LEN + 3;
-
-    /* "REQUEST": METHOD = leading letters, one optional space, PATH = next word, rest. */
-    f->method = q;
-    while (q < e && IS_ALPHA(*q))
-        q++;
-    f->method_len = q - f->method;
-    if (q < e && *q == ' ')
-        q++;
-    f->path = q;
-    q = scan_word(q, e);
-    f->path_len = q - f->path;
-    q = scan_body(q, e);
-    if (q == e || *q != '"') /* the line ended, or a lone backslash ended it */
-        return 0;
-    q++;
-
-    /* ' ' STATUS ' ' */
-    if (e - q < 5 || q[0] != ' ' || !IS_DIGIT(q[1]) || !IS_DIGIT(q[2]) || !IS_DIGIT(q[3]) ||
-        q[4] != ' ')
-        return 0;
-    f->status = q + 1;
-    q += 5;
-
-    /* BYTES: [^\s]*, then ' "'. */
-    while (q < e && !IS_SPACE(*q))
-        q++;
-    if (e - q < 2 || q[0] != ' ' || q[1] != '"')
-        return 0;
-    q += 2;
-
-    /* "REFERER" "AGENT" */
-    q = scan_body(q, e);
-    if (e - q < 3 || q[0] != '"' || q[1] != ' ' || q[2] != '"')
-        return 0;
-    q += 3;
-    f->agent = q;
-    q = scan_body(q, e);
-    if (q == e || *q != '"')
-        return 0;
-    f->agent_len = q - f->agent;
-    q++;
-
-    /* (?:[ \t\r][^\n]*)?$ */
-    return q == e || *q == ' ' || *q == '\t' || *q == '\r';
+/* Match one line [p, e) (e = its '\n' or the end of the chunk) against the program's regex.
+ * Every piece ends in exactly one place (see fast.py: a program is only built where that
+ * holds), so one left-to-right pass, without backtracking, finds the regex's match. */
+static int
+parse_line(const unsigned char *prog, Py_ssize_t plen, int check_time, const char *p,
+           const char *e, Fields *f)
+{
+    const char *q = p, *r;
+    const unsigned char *op = prog, *pend = prog + plen;
+    f->unsure = 0;
+    while (op < pend) {
+        switch (*op) {
+        case OP_LIT: {
+            Py_ssize_t n = (Py_ssize_t)op[1] << 8 | op[2];
+            if (e - q < n || memcmp(q, op + 3, (size_t)n) != 0)
+                return 0;
+            q += n;
+            op += 3 + n;
+            continue;
+        }
+        case OP_CLIENT:
+            r = q;
+            while (r < e && !IS_SPACE(*r) && *r != '"')
+                r++;
+            if (r == q)
+                return 0;
+            f->at[F_CLIENT] = q;
+            f->len[F_CLIENT] = r - q;
+            f->net_len = ipv4_net_len(q, r - q);
+            q = r;
+            op += 1;
+            continue;
+        case OP_NOSPACE:
+            r = q;
+            while (r < e && !IS_SPACE(*r))
+                r++;
+            capture(f, op[1], q, r - q);
+            q = r;
+            op += 2;
+            continue;
+        case OP_NOTBYTE:
+            r = memchr(q, op[1], (size_t)(e - q));
+            if (r == NULL)
+                r = e;
+            capture(f, op[2], q, r - q);
+            q = r;
+            op += 3;
+            continue;
+        case OP_TOBLANK:
+            r = q;
+            while (r < e && *r != ' ' && *r != '\t' && *r != '\r')
+                r++;
+            capture(f, op[1], q, r - q);
+            q = r;
+            op += 2;
+            continue;
+        case OP_BODY:
+            r = scan_body(q, e);
+            capture(f, op[1], q, r - q);
+            q = r;
+            op += 2;
+            continue;
+        case OP_REQUEST:
+            /* METHOD = leading letters, one optional space, PATH = next word, rest. */
+            r = q;
+            while (r < e && IS_ALPHA(*r))
+                r++;
+            f->at[F_METHOD] = q;
+            f->len[F_METHOD] = r - q;
+            if (r < e && *r == ' ')
+                r++;
+            q = scan_word(r, e);
+            f->at[F_PATH] = r;
+            f->len[F_PATH] = q - r;
+            q = scan_body(q, e);
+            op += 1;
+            continue;
+        case OP_ALPHA:
+            r = q;
+            while (r < e && IS_ALPHA(*r))
+                r++;
+            capture(f, op[1], q, r - q);
+            q = r;
+            op += 2;
+            continue;
+        case OP_LOCAL:
+            if (e - q < TIME_LEN || !is_time(q))
+                return 0;
+            f->at[F_TIME] = q;
+            f->len[F_TIME] = TIME_LEN;
+            /* Year 0000 has no epoch second: Python decides (it drops the line). */
+            if (check_time && memcmp(q + 7, "0000", 4) == 0)
+                f->unsure = 1;
+            q += TIME_LEN;
+            op += 1;
+            continue;
+        case OP_ISO: {
+            Py_ssize_t n;
+            if (e - q < 20 || !has_shape(q, "9999-99-99T99:99:99", 19))
+                return 0;
+            if (q[19] == 'Z')
+                n = 20;
+            else if (e - q >= 25 && has_shape(q + 19, "S99:99", 6))
+                n = 25;
+            else
+                return 0;
+            f->at[F_TIME] = q;
+            f->len[F_TIME] = n;
+            if (check_time && !iso_surely_valid(q, n))
+                f->unsure = 1;
+            q += n;
+            op += 1;
+            continue;
+        }
+        case OP_MSEC: {
+            const char *dot;
+            r = q;
+            while (r < e && IS_DIGIT(*r))
+                r++;
+            if (r == q || r == e || *r != '.')
+                return 0;
+            dot = r++;
+            while (r < e && IS_DIGIT(*r))
+                r++;
+            if (r == dot + 1)
+                return 0;
+            f->at[F_TIME] = q;
+            /* Keyed by the whole seconds where int(float(text)) surely is them: the seconds
+             * table then holds one key per second, not per millisecond. */
+            if (dot - q <= 12 && r - dot <= 4)
+                f->len[F_TIME] = dot - q;
+            else {
+                f->len[F_TIME] = r - q;
+                if (check_time)
+                    f->unsure = 1;
+            }
+            q = r;
+            op += 1;
+            continue;
+        }
+        case OP_STATUS:
+            if (e - q < 3 || !IS_DIGIT(q[0]) || !IS_DIGIT(q[1]) || !IS_DIGIT(q[2]))
+                return 0;
+            f->at[F_STATUS] = q;
+            f->len[F_STATUS] = 3;
+            q += 3;
+            op += 1;
+            continue;
+        case OP_END:
+            return q == e || *q == ' ' || *q == '\t' || *q == '\r';
+        default:
+            return 0;
+        }
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------ Python API */
@@ -622,48 +778,59 @@ get_registers(PyObject *o, Py_buffer *view)
     return 0;
 }
 
-PyDoc_STRVAR(count_combined_doc,
-"count_combined(chunk, clients, nets, others, paths, agents, methods, seconds, hll)\n"
-"    -> (lines, parsed)\n\n"
-"Parse a chunk of complete nginx `combined` log lines and add the fields of every parsed line\n"
-"to the given dicts in place, as Counter.update would (keys bytes, values ints):\n"
-"clients (the client), nets (first three octets of IPv4 clients), others (the client, when it\n"
-"is not IPv4), paths, agents, methods, seconds (keyed (time, status)).  Any dict may be None.\n"
-"hll: a writable buffer of 16384 HyperLogLog registers updated with XXH64 of every parsed\n"
-"client, or None.  lines counts newline-terminated lines plus a final piece without newline\n"
-"(blank lines included); parsed counts the lines the combined regex matches.");
+PyDoc_STRVAR(count_lines_doc,
+"count_lines(chunk, program, check_time, clients, nets, others, paths, agents, methods,\n"
+"            seconds, hll) -> (lines, parsed, unsure)\n\n"
+"Parse a chunk of complete log lines with `program` (fast.py encodes one from a log format)\n"
+"and add the fields of every parsed line to the given dicts in place, as Counter.update would\n"
+"(keys bytes, values ints): clients (the client), nets (first three octets of IPv4 clients),\n"
+"others (the client, when it is not IPv4), paths, agents, methods, seconds (keyed (time,\n"
+"status); for $msec the whole seconds).  Any dict may be None.  hll: a writable buffer of 16384\n"
+"HyperLogLog registers updated with XXH64 of every parsed client, or None.  lines counts\n"
+"newline-terminated lines plus a final piece without newline (blank lines included); parsed\n"
+"counts the lines counted.  With check_time, a line whose time has the right shape but may\n"
+"have no epoch second is not counted: unsure lists the (start, end) offsets of those lines.");
 
 static PyObject *
-count_combined(PyObject *self, PyObject *args, PyObject *kwargs)
+count_lines(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *kwlist[] = {"chunk",  "clients", "nets",    "others", "paths",
-                             "agents", "methods", "seconds", "hll",    NULL};
+    static char *kwlist[] = {"chunk",  "program", "check_time", "clients", "nets",
+                             "others", "paths",   "agents",     "methods", "seconds",
+                             "hll",    NULL};
     static const char *names[N_TABLES] = {"clients", "nets",    "others", "paths",
                                           "agents",  "methods", "seconds"};
-    Py_buffer chunk;
+    Py_buffer chunk, program;
+    int check_time;
     PyObject *objs[N_TABLES], *hll_obj;
     PyObject *dicts[N_TABLES];
     Py_buffer regs;
     Table tables[N_TABLES];
     int ntables = 0;
-    PyObject *result = NULL;
+    PyObject *result = NULL, *unsure = NULL;
 
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*OOOOOOOO:count_combined", kwlist, &chunk,
-                                     &objs[0], &objs[1], &objs[2], &objs[3], &objs[4], &objs[5],
-                                     &objs[6], &hll_obj))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*pOOOOOOOO:count_lines", kwlist, &chunk,
+                                     &program, &check_time, &objs[0], &objs[1], &objs[2],
+                                     &objs[3], &objs[4], &objs[5], &objs[6], &hll_obj))
         return NULL;
     for (int i = 0; i < N_TABLES; i++) {
         if (dict_or_none(objs[i], names[i], &dicts[i]) < 0) {
             PyBuffer_Release(&chunk);
+            PyBuffer_Release(&program);
             return NULL;
         }
     }
     if (get_registers(hll_obj, &regs) < 0) {
         PyBuffer_Release(&chunk);
+        PyBuffer_Release(&program);
         return NULL;
     }
     unsigned char *registers = regs.buf;
+    const unsigned char *prog = program.buf;
+    Py_ssize_t plen = program.len;
+    unsure = PyList_New(0);
+    if (unsure == NULL)
+        goto done;
     for (; ntables < N_TABLES; ntables++) {
         if (table_init(&tables[ntables], dicts[ntables], ntables == T_SECONDS) < 0) {
             ntables++; /* free the partly initialised one too */
@@ -677,21 +844,37 @@ count_combined(PyObject *self, PyObject *args, PyObject *kwargs)
     want[T_CLIENTS] |= registers != NULL;
     int want_client_hash = want[T_CLIENTS] || want[T_OTHERS];
 
-    const char *p = chunk.buf, *end = p + chunk.len;
+    const char *start = chunk.buf, *p = start, *end = p + chunk.len;
     Py_ssize_t lines = 0, parsed = 0;
     Fields f;
+    memset(&f, 0, sizeof f);
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         lines++;
-        if (parse_line(p, e, &f)) {
+        for (int k = 0; k < N_FIELDS; k++)
+            f.len[k] = 0;
+        f.net_len = 0;
+        if (parse_line(prog, plen, check_time, p, e, &f)) {
+            if (f.unsure) {
+                PyObject *span = Py_BuildValue("(nn)", p - start, e - start);
+                if (span == NULL || PyList_Append(unsure, span) < 0) {
+                    Py_XDECREF(span);
+                    goto done;
+                }
+                Py_DECREF(span);
+                p = nl ? nl + 1 : end;
+                continue;
+            }
             parsed++;
-            uint64_t hc = want_client_hash ? xxh64((const unsigned char *)f.client,
-                                                   (size_t)f.client_len, 0)
-                                           : 0;
+            const char *client = f.at[F_CLIENT];
+            Py_ssize_t client_len = f.len[F_CLIENT];
+            uint64_t hc = want_client_hash
+                              ? xxh64((const unsigned char *)client, (size_t)client_len, 0)
+                              : 0;
             int r;
             if (want[T_CLIENTS]) {
-                r = table_add(&tables[T_CLIENTS], f.client, f.client_len, NULL, 0, hc);
+                r = table_add(&tables[T_CLIENTS], client, client_len, NULL, 0, hc);
                 if (r < 0)
                     goto done;
                 if (r == 1 && registers != NULL)
@@ -699,33 +882,31 @@ count_combined(PyObject *self, PyObject *args, PyObject *kwargs)
             }
             if (f.net_len > 0) {
                 if (want[T_NETS] &&
-                    table_add(&tables[T_NETS], f.client, f.net_len, NULL, 0,
-                              xxh64((const unsigned char *)f.client, (size_t)f.net_len, 0)) < 0)
+                    table_add(&tables[T_NETS], client, f.net_len, NULL, 0,
+                              xxh64((const unsigned char *)client, (size_t)f.net_len, 0)) < 0)
                     goto done;
             }
             else if (want[T_OTHERS] &&
-                     table_add(&tables[T_OTHERS], f.client, f.client_len, NULL, 0, hc) < 0) {
+                     table_add(&tables[T_OTHERS], client, client_len, NULL, 0, hc) < 0) {
                 goto done;
             }
-            if (want[T_PATHS] &&
-                table_add(&tables[T_PATHS], f.path, f.path_len, NULL, 0,
-                          xxh64((const unsigned char *)f.path, (size_t)f.path_len, 0)) < 0)
-                goto done;
-            if (want[T_AGENTS] &&
-                table_add(&tables[T_AGENTS], f.agent, f.agent_len, NULL, 0,
-                          xxh64((const unsigned char *)f.agent, (size_t)f.agent_len, 0)) < 0)
-                goto done;
-            if (want[T_METHODS] &&
-                table_add(&tables[T_METHODS], f.method, f.method_len, NULL, 0,
-                          xxh64((const unsigned char *)f.method, (size_t)f.method_len, 0)) < 0)
-                goto done;
+            static const int field_of[3][2] = {
+                {T_PATHS, F_PATH}, {T_AGENTS, F_AGENT}, {T_METHODS, F_METHOD}};
+            for (int k = 0; k < 3; k++) {
+                int t = field_of[k][0], fl = field_of[k][1];
+                if (want[t] &&
+                    table_add(&tables[t], f.at[fl], f.len[fl], NULL, 0,
+                              xxh64((const unsigned char *)f.at[fl], (size_t)f.len[fl], 0)) < 0)
+                    goto done;
+            }
             if (want[T_SECONDS]) {
                 /* The status digits seed the time's hash: one hash for the pair. */
-                uint64_t seed = (uint64_t)(unsigned char)f.status[0] << 16 |
-                                (uint64_t)(unsigned char)f.status[1] << 8 |
-                                (uint64_t)(unsigned char)f.status[2];
-                if (table_add(&tables[T_SECONDS], f.time, TIME_LEN, f.status, 3,
-                              xxh64((const unsigned char *)f.time, TIME_LEN, seed)) < 0)
+                const char *st = f.at[F_STATUS];
+                uint64_t seed = (uint64_t)(unsigned char)st[0] << 16 |
+                                (uint64_t)(unsigned char)st[1] << 8 | (uint64_t)(unsigned char)st[2];
+                if (table_add(&tables[T_SECONDS], f.at[F_TIME], f.len[F_TIME], st, 3,
+                              xxh64((const unsigned char *)f.at[F_TIME], (size_t)f.len[F_TIME],
+                                    seed)) < 0)
                     goto done;
             }
         }
@@ -734,14 +915,16 @@ count_combined(PyObject *self, PyObject *args, PyObject *kwargs)
     for (int i = 0; i < N_TABLES; i++)
         if (table_flush(&tables[i]) < 0)
             goto done;
-    result = Py_BuildValue("(nn)", lines, parsed);
+    result = Py_BuildValue("(nnO)", lines, parsed, unsure);
 
 done:
     /* On error the dicts keep whatever was flushed before it. */
+    Py_XDECREF(unsure);
     for (int i = 0; i < ntables; i++)
         table_free(&tables[i]);
     if (regs.obj != NULL)
         PyBuffer_Release(&regs);
+    PyBuffer_Release(&program);
     PyBuffer_Release(&chunk);
     return result;
 }
@@ -749,7 +932,7 @@ done:
 PyDoc_STRVAR(hll_add_doc,
 "hll_add(hll, keys) -> None\n\n"
 "Add every bytes-like key of the iterable to the HyperLogLog registers (a writable buffer of\n"
-"16384 bytes), hashing exactly as count_combined does: for clients counted by another path.");
+"16384 bytes), hashing exactly as count_lines does: for clients counted by another path.");
 
 static PyObject *
 hll_add(PyObject *self, PyObject *args)
@@ -789,7 +972,7 @@ hll_add(PyObject *self, PyObject *args)
 
 PyDoc_STRVAR(xxh64_doc,
 "xxh64(data, seed=0) -> int\n\n"
-"XXH64 of a bytes-like object: the hash count_combined feeds the HyperLogLog with.");
+"XXH64 of a bytes-like object: the hash count_lines feeds the HyperLogLog with.");
 
 static PyObject *
 py_xxh64(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -806,8 +989,8 @@ py_xxh64(PyObject *self, PyObject *args, PyObject *kwargs)
 }
 
 static PyMethodDef methods[] = {
-    {"count_combined", (PyCFunction)(void (*)(void))count_combined, METH_VARARGS | METH_KEYWORDS,
-     count_combined_doc},
+    {"count_lines", (PyCFunction)(void (*)(void))count_lines, METH_VARARGS | METH_KEYWORDS,
+     count_lines_doc},
     {"hll_add", hll_add, METH_VARARGS, hll_add_doc},
     {"xxh64", (PyCFunction)(void (*)(void))py_xxh64, METH_VARARGS | METH_KEYWORDS, xxh64_doc},
     {NULL, NULL, 0, NULL},
@@ -835,7 +1018,7 @@ static PyModuleDef_Slot slots[] = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "opsconsole.stats._fastcount",
-    .m_doc = "Parse + count nginx `combined` log chunks in C (see opsconsole.stats.fast).",
+    .m_doc = "Parse + count nginx access-log chunks in C (see opsconsole.stats.fast).",
     .m_size = 0,
     .m_methods = methods,
     .m_slots = slots,

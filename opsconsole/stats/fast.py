@@ -38,10 +38,10 @@ import importlib
 import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 
-from ..logs.logformat import LogFormat
+from ..logs.logformat import COMBINED, LogFormat, Piece, compile_format
 
 HLL_P = 14
 """Index bits of the HyperLogLog: ``2**HLL_P`` registers."""
@@ -49,17 +49,155 @@ HLL_REGISTERS = 1 << HLL_P
 _HLL_Q = 64 - HLL_P  # hash bits left for the rank; register values are 0 .. _HLL_Q + 1
 _ALPHA_INF = 1 / (2 * math.log(2))
 
-COMBINED_PATTERN = (
-    rb"^((\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|[^\s\"]+)\ \-\ [^\s]*\ \["
-    rb"(\d\d/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})"
-    rb'\]\ "([A-Za-z]*) ?([^ "\\\n]*(?:\\.[^ "\\\n]*)*)[^"\\\n]*(?:\\.[^"\\\n]*)*"\ (\d{3})\ '
-    rb'[^\s]*\ "[^"\\\n]*(?:\\.[^"\\\n]*)*"\ "([^"\\\n]*(?:\\.[^"\\\n]*)*)"(?:[ \t\r][^\n]*)?$'
-)
-"""The regex (with ``re.MULTILINE``) whose matches and groups the C scanner reproduces."""
+# What each piece of logformat's regex must be for the C scanner to reproduce it: written here
+# again on purpose, so that a change in logformat.py makes `program` refuse the piece (and the
+# Python path run) until _fastcount.c follows, instead of silently counting something else.
+_BODY = rb'[^"\\\n]*(?:\\.[^"\\\n]*)*'
+_WORD = rb'[^ "\\\n]*(?:\\.[^ "\\\n]*)*'
+_FIXED = {
+    "client": (rb"((\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}|[^\s\"]+)", b"C"),
+    "status": (rb"(\d{3})", b"s"),
+    "request": (rb"([A-Za-z]*) ?(" + _WORD + rb")" + _BODY, b"R"),
+    "end": (rb"(?:[ \t\r][^\n]*)?$", b"E"),
+}
+_TIMES = {
+    b"local": (
+        rb"(\d\d/(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}"
+        rb":\d\d:\d\d:\d\d [+-]\d{4})",
+        b"l",
+    ),
+    b"iso8601": (rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[+-]\d\d:\d\d|Z))", b"i"),
+    b"msec": (rb"(\d+\.\d+)", b"m"),
+}
+_SLOTS = {"client": 0, "time": 1, "method": 2, "path": 3, "status": 4, "agent": 5}
+_NO_SLOT = 0xFF
+_SPACE = frozenset(b" \t\n\r\f\v")
+_DIGITS = frozenset(b"0123456789")
+_LETTERS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_END_BYTES = b" \t\r"
+"""What may follow the last piece on its line (besides the line's end)."""
 
-_COMBINED_GROUPS = {
-    "client": 0, "net": 1, "time": 2, "method": 3, "path": 4, "status": 5, "agent": 6
-}  # fmt: skip
+# A greedy run ends in one place only if the byte after it cannot belong to it: the bytes
+# that may follow each kind of run.
+_STOPS: dict[str, Callable[[int], bool]] = {
+    "client": lambda b: b in _SPACE or b == ord('"'),
+    "nospace": lambda b: b in _SPACE,
+    "alpha": lambda b: b not in _LETTERS,
+    "msec": lambda b: b not in _DIGITS,
+}
+
+
+def _follows(piece: Piece | None, stops: Callable[[int], bool]) -> bool:
+    """Whether every way ``piece`` can begin is a byte ``stops`` accepts."""
+    if piece is None:
+        return False
+    if piece.kind == "end":
+        return all(stops(b) for b in _END_BYTES)
+    return piece.kind == "lit" and bool(piece.arg) and stops(piece.arg[0])
+
+
+def _slot(fields: tuple[str, ...]) -> int:
+    return _SLOTS.get(fields[0], _NO_SLOT) if fields else _NO_SLOT
+
+
+def _op(piece: Piece, nxt: Piece | None) -> tuple[bytes, str] | None:
+    """The C code of one piece, or None and why the scanner cannot take it exactly."""
+    kind, regex = piece.kind, piece.regex
+    if kind == "lit":
+        if regex != re.escape(piece.arg) or not piece.arg or len(piece.arg) > 0xFFFF:
+            return None
+        return b"L" + len(piece.arg).to_bytes(2, "big") + piece.arg, ""
+    if kind in _FIXED:
+        pattern, code = _FIXED[kind]
+        if regex != pattern:
+            return None
+        if kind == "client" and not _follows(nxt, _STOPS["client"]):
+            return None
+        if kind == "request" and not (nxt and nxt.kind == "lit" and nxt.arg[:1] == b'"'):
+            return None
+        return code, ""
+    if kind == "time":
+        pattern, code = _TIMES.get(piece.arg, (b"", b""))
+        if not code or regex != pattern:
+            return None
+        if code == b"m" and not _follows(nxt, _STOPS["msec"]):
+            return None
+        return code, ""
+    inner = regex[1:-1] if piece.fields and regex[:1] == b"(" and regex[-1:] == b")" else regex
+    slot = bytes([_slot(piece.fields)])
+    if kind == "alpha":
+        if inner != rb"[A-Za-z]*" or not _follows(nxt, _STOPS["alpha"]):
+            return None
+        return b"A" + slot, ""
+    if kind == "body":
+        if inner != _BODY or not (nxt and nxt.kind == "lit" and nxt.arg[:1] == b'"'):
+            return None
+        return b"Q" + slot, ""
+    if kind == "until":
+        if inner == rb"[^\s]*":
+            return (b"S" + slot, "") if _follows(nxt, _STOPS["nospace"]) else None
+        if inner == rb"[^\n]*?":
+            return (b"T" + slot, "") if nxt is not None and nxt.kind == "end" else None
+        m = re.fullmatch(rb"\[\^(\\?.)\\n\]\*", inner, re.DOTALL)
+        if m and nxt is not None and nxt.kind == "lit":
+            d = nxt.arg[:1]
+            if d and m.group(1) == re.escape(d) and d not in b" \t\n":
+                return b"B" + d + slot, ""
+        return None
+    return None
+
+
+def program(fmt: LogFormat) -> bytes | None:
+    """The C scanner's program for ``fmt``, or None where it cannot reproduce the regex exactly
+    (:func:`why_not` says why); then the Python path parses the format."""
+    return _compile(fmt)[0]
+
+
+def why_not(fmt: LogFormat) -> str | None:
+    """Why ``fmt`` runs on the (slower) Python path, in a few words; None if it need not."""
+    if _ext is None:
+        if os.environ.get("OPSCONSOLE_NO_FASTCOUNT", "") not in ("", "0"):
+            return "the C accelerator is disabled by OPSCONSOLE_NO_FASTCOUNT"
+        return "the C accelerator is not built (no C compiler when opsconsole was installed)"
+    return _compile(fmt)[1]
+
+
+def _compile(fmt: LogFormat) -> tuple[bytes | None, str | None]:
+    cached = _programs.get(fmt.regex.pattern)
+    if cached is not None:
+        return cached
+    out = _build(fmt)
+    _programs[fmt.regex.pattern] = out
+    return out
+
+
+_programs: dict[bytes, tuple[bytes | None, str | None]] = {}
+
+
+def _build(fmt: LogFormat) -> tuple[bytes | None, str | None]:
+    pieces = fmt.pieces
+    if (
+        not pieces
+        or fmt.regex.flags != re.MULTILINE
+        or fmt.regex.pattern != b"^" + b"".join(p.regex for p in pieces)
+        or pieces[-1].kind != "end"
+    ):
+        return None, "its regex is not made of the pieces the C scanner knows"
+    code = []
+    for i, piece in enumerate(pieces):
+        nxt = pieces[i + 1] if i + 1 < len(pieces) else None
+        op = _op(piece, nxt)
+        if op is None:
+            what = piece.var or repr(piece.arg.decode("latin-1"))
+            if nxt is None or nxt.kind == "end":
+                follow = "the end of the line"
+            elif nxt.kind == "lit":
+                follow = repr(nxt.arg.decode("latin-1"))
+            else:
+                follow = nxt.var
+            return None, f"{what} followed by {follow} has more than one possible end"
+        code.append(op[0])
+    return b"".join(code), None
 
 
 def _load() -> ModuleType | None:
@@ -82,13 +220,55 @@ def available() -> bool:
 
 
 def supports(fmt: LogFormat) -> bool:
-    """True if :func:`count_combined` can stand in for parsing ``fmt`` with its regex."""
-    return (
-        _ext is not None
-        and fmt.regex.pattern == COMBINED_PATTERN
-        and fmt.regex.flags == re.MULTILINE
-        and fmt.groups == _COMBINED_GROUPS
+    """True if :func:`count` can stand in for parsing ``fmt`` with its regex."""
+    return _ext is not None and program(fmt) is not None
+
+
+def count(
+    chunk: Buffer,
+    code: bytes,
+    clients: dict[bytes, int] | None,
+    nets: dict[bytes, int] | None,
+    others: dict[bytes, int] | None,
+    paths: dict[bytes, int] | None,
+    agents: dict[bytes, int] | None,
+    methods: dict[bytes, int] | None,
+    seconds: dict[tuple[bytes, bytes], int] | None,
+    hll: bytearray | memoryview | None,
+    *,
+    check_time: bool = True,
+) -> tuple[int, int, list[tuple[int, int]]]:
+    """Parse a chunk of complete lines with ``code`` (:func:`program`); count its fields into
+    the dicts in place.
+
+    Each dict (a ``Counter`` or any ``dict``; ``None`` skips the field, and must be given for a
+    field the format does not log) gains exactly what ``Counter.update`` over the matching
+    ``findall`` column would add, keys in the same first-seen order:
+
+    * ``clients``: the client field (``$remote_addr``) of every parsed line;
+    * ``nets``: the first three octets (``b"198.18.7"``) of IPv4 clients;
+    * ``others``: the client itself when it is not IPv4 (IPv6, hostnames): the caller maps it
+      to a /48 or keeps the text;
+    * ``paths``, ``agents``, ``methods``: those fields;
+    * ``seconds``: ``(time, status)`` pairs, e.g. ``(b"24/Nov/2026:15:00:00 +0000", b"404")``;
+      for ``$msec`` the time is its whole seconds (``b"1764000000"``).
+
+    ``hll`` (:func:`new_hll`) gets every parsed client.  Returns ``(lines, parsed, unsure)``:
+    ``lines`` as :meth:`LineParser.parse <opsconsole.logs.parse.LineParser.parse>` counts them
+    before removing blank lines (newlines, plus one for a final piece without newline),
+    ``parsed`` the lines counted; with ``check_time``, a line the regex matches but whose time
+    may have no epoch second (year 0000, a 31 February) is not counted and its ``(start,
+    end)`` offsets are in ``unsure``, for the Python path to decide.  Values are added through
+    the dict API (a subclass's ``__setitem__`` is not called).  If it raises (``MemoryError``,
+    a value that cannot be added to), the dicts may hold part of the chunk.  Raises
+    RuntimeError if not :func:`available`.
+    """
+    if _ext is None:
+        raise RuntimeError("opsconsole.stats._fastcount is not built")
+    lines, parsed, unsure = _ext.count_lines(
+        chunk, code, check_time, clients, nets, others, paths, agents, methods, seconds, hll
     )
+    return int(lines), int(parsed), unsure
 
 
 def count_combined(
@@ -102,32 +282,16 @@ def count_combined(
     seconds: dict[tuple[bytes, bytes], int] | None,
     hll: bytearray | memoryview | None,
 ) -> tuple[int, int]:
-    """Parse a chunk of complete ``combined`` lines; count its fields into the dicts in place.
-
-    Each dict (a ``Counter`` or any ``dict``; ``None`` skips the field) gains exactly what
-    ``Counter.update`` over the matching ``findall`` column would add, keys in the same
-    first-seen order:
-
-    * ``clients``: the client field (``$remote_addr``) of every parsed line;
-    * ``nets``: the first three octets (``b"198.18.7"``) of IPv4 clients;
-    * ``others``: the client itself when it is not IPv4 (IPv6, hostnames): the caller maps it
-      to a /48 or keeps the text;
-    * ``paths``, ``agents``, ``methods``: those fields;
-    * ``seconds``: ``(time, status)`` pairs, e.g. ``(b"24/Nov/2026:15:00:00 +0000", b"404")``.
-
-    ``hll`` (:func:`new_hll`) gets every parsed client.  Returns ``(lines, parsed)``: ``lines``
-    as :meth:`LineParser.parse <opsconsole.logs.parse.LineParser.parse>` counts them before
-    removing blank lines (newlines, plus one for a final piece without newline), ``parsed`` the
-    lines the regex matches.  Values are added through the dict API (a subclass's
-    ``__setitem__`` is not called).  If it raises (``MemoryError``, a value that cannot be added
-    to), the dicts may hold part of the chunk.  Raises RuntimeError if not :func:`available`.
-    """
+    """:func:`count` for ``combined``, counting every line the regex matches (no time check):
+    ``(lines, parsed)``."""
     if _ext is None:
         raise RuntimeError("opsconsole.stats._fastcount is not built")
-    lines, parsed = _ext.count_combined(
-        chunk, clients, nets, others, paths, agents, methods, seconds, hll
+    code = program(compile_format(COMBINED))
+    assert code is not None
+    lines, parsed, _ = count(
+        chunk, code, clients, nets, others, paths, agents, methods, seconds, hll, check_time=False
     )
-    return int(lines), int(parsed)
+    return lines, parsed
 
 
 def xxh64(data: Buffer, seed: int = 0) -> int:

@@ -4,8 +4,8 @@ Fed by :meth:`opsconsole.fleet.Fleet.read_history` with batches of complete line
 read once at the end with :meth:`HistoryCounts.snapshot`.  Every line at or after ``since``
 counts, and the top lists are over all of it.  This is the hot path of the parse benchmark, so it
 updates counters straight from the row tuples with C-level ``Counter.update(map(itemgetter(i),
-rows))``, and a plain ``combined`` log read from the start (``since=None``) is counted by the
-optional C extension (:mod:`.fast`) in one pass per chunk.
+rows))``, and a log read from the start (``since=None``) is counted by the optional C
+extension (:mod:`.fast`) in one pass per chunk, in every format its scanner takes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from ..logs.logformat import LogFormat
+from ..logs.parse import ParsedChunk
 from . import fast
 from .sketch import DistinctCounter
 from .snapshot import Snapshot, subnet_of
@@ -31,20 +32,27 @@ class HistoryCounts(TrafficCounts):
         since: float | None = None,
         cap: int = 200_000,
         clock: Callable[[], float] = time.time,
+        accelerate: bool = True,
     ) -> None:
         super().__init__(fmt, cap=cap)
         self.since = since
         self.clock = clock
         self.status_total: Counter[bytes] = Counter()
         self.distinct: DistinctCounter | None = None  # once "client" is pruned
-        # A plain `combined` log read whole: the optional C extension counts whole chunks.
-        self._fast = since is None and fast.available() and fast.supports(self.format)
+        # A log read whole: the optional C extension counts whole chunks, in any format whose
+        # regex its scanner reproduces (fast.why_not says why another is not).
+        self._program = fast.program(self.format) if fast.available() and accelerate else None
+        self._fast = since is None and self._program is not None
+        self.slow_path: str | None = None
+        """Why a whole log is counted by the (slower) Python path, if it is."""
+        if since is None and accelerate and self._program is None:
+            self.slow_path = fast.why_not(self.format)
         self.hll: bytearray | None = fast.new_hll() if self._fast else None
         """With the extension: a HyperLogLog of every client, for unique_ips."""
 
     # ----------------------------------------------------------------- feeding
     def add_chunk(self, chunk: bytes, server: str = "") -> None:
-        if self._fast and b"/0000:" not in chunk:  # year 0000 has no epoch: Python path
+        if self._fast:
             self._add_fast(chunk, server)
         else:
             self.add(self.parser.parse(chunk), server)
@@ -53,25 +61,30 @@ class HistoryCounts(TrafficCounts):
         """The C extension's equivalent of ``add(parser.parse(chunk))``."""
         per_second: Counter[tuple[bytes, bytes]] = Counter()
         others: Counter[bytes] = Counter()
-        top = self.top
-        lines, parsed = fast.count_combined(
-            chunk, top["client"].counts, self.nets.counts, others, top["path"].counts,
-            top["agent"].counts, top["method"].counts, per_second, self.hll,
+        top = {d: c.counts for d, c in self.top.items()}
+        assert self._program is not None
+        lines, parsed, unsure = fast.count(
+            chunk, self._program, top["client"], self.nets.counts, others, top.get("path"),
+            top.get("agent"), top.get("method"), per_second, self.hll,
         )  # fmt: skip
         for client, n in others.items():  # IPv6 (and non-IP) clients: /48 in Python
             self.nets.counts[subnet_of(client)] += n
-        for counter in (*top.values(), self.nets):
+        for counter in (*self.top.values(), self.nets):
             if len(counter) > counter.cap:
                 counter.prune()
         unparsed, samples = 0, list[str]()
-        if parsed < lines:
-            lines, unparsed, samples = self.parser.account(chunk, lines, parsed)
+        matched = parsed + len(unsure)  # what the regex matches
+        if matched < lines:
+            lines, unparsed, samples = self.parser.account(chunk, lines, matched)
         totals = self._account(server, lines, unparsed, samples)
         if parsed:
             seconds = {t: self.parser.epoch(t) for t, _ in per_second}
             lo = min(s for s in seconds.values() if s is not None)
             self.earliest = lo if self.earliest is None else min(self.earliest, lo)
             self._count_seconds(server, totals, parsed, per_second, seconds)
+        if unsure:  # times only Python can judge (year 0000…): its path counts or drops them
+            rest = b"\n".join(bytes(chunk[a:b]) for a, b in unsure)
+            self.add(ParsedChunk(self.format.regex.findall(rest), 0, 0), server)
 
     def _cutoff(self) -> float | None:
         return self.since

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Sequence
 
 from .base import RunResult, TransportError
+
+
+def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Signal a child asyncio has not reaped yet.  Not ``proc.terminate()``: Popen polls first
+    and may reap the child itself, and asyncio's watcher then logs "Unknown child process pid
+    …, will report returncode 255" in front of the operator."""
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, sig)
 
 
 class LocalStream:
@@ -44,13 +55,11 @@ class LocalStream:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._proc.wait(), 1.0)
         if self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.terminate()
+            _signal(self._proc, signal.SIGTERM)
             try:
                 await asyncio.wait_for(self._proc.wait(), 2.0)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self._proc.kill()
+                _signal(self._proc, signal.SIGKILL)
                 await self._proc.wait()
 
 
@@ -92,10 +101,14 @@ class LocalTransport:
         try:
             out, err = await asyncio.wait_for(proc.communicate(input), timeout)
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+            _signal(proc, signal.SIGKILL)
             await proc.wait()
             raise TransportError(f"{argv[0]} timed out after {timeout:.0f}s") from None
+        except asyncio.CancelledError:  # Ctrl-C: no child outlives the command, none unreaped
+            _signal(proc, signal.SIGKILL)
+            with contextlib.suppress(asyncio.CancelledError):
+                await proc.wait()
+            raise
         return RunResult(proc.returncode if proc.returncode is not None else -1, out, err)
 
     async def run_configured(
