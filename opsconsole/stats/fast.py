@@ -1,25 +1,29 @@
-"""Optional C accelerator for the history statistics of nginx ``combined`` logs.
+"""Optional C accelerator for the history statistics of nginx access logs, in any format.
 
 ``opsconsole stats --since all`` spends nearly all its time turning log lines into counts.  The
 extension ``opsconsole.stats._fastcount`` (``_fastcount.c`` beside this file, built by
 ``pip install`` when a C compiler is present, skipped otherwise) parses a chunk of lines and updates
 the caller's counters in one C pass, without a Python object per line.  Everything else stays in
-Python; when the extension is missing (``available()`` is False), or the log format is not exactly
-nginx's ``combined`` (``supports(fmt)`` is False), or in the live window mode, the pure-Python
-path of :mod:`opsconsole.logs.parse` + :mod:`opsconsole.stats.traffic` does the work.
+Python; when the extension is missing (``available()`` is False), or the log format has a piece
+the scanner cannot reproduce exactly (``program(fmt)`` is None, :func:`why_not` says why), or in
+the live window mode, the pure-Python path of :mod:`opsconsole.logs.parse` +
+:mod:`opsconsole.stats.traffic` does the work.
 
-The C scanner is a hand translation of the regex ``compile_format("combined")`` builds, and gives
-exactly its results (``tests/test_fastcount.py`` compares both on the real-world corpus and on
-mutated and random lines).  :data:`COMBINED_PATTERN` is the regex it was written for: if
-:mod:`opsconsole.logs.logformat` ever builds another one, :func:`supports` turns False, so the
-program falls back to the (correct) Python path and the tests fail until the C code follows.
+The C scanner interprets a small program, one op per piece of the regex
+``compile_format(fmt)`` builds (:attr:`LogFormat.pieces
+<opsconsole.logs.logformat.LogFormat.pieces>`), and gives exactly the regex's results
+(``tests/test_fastcount.py`` for ``combined``, ``tests/test_fastcount_formats.py`` for custom
+formats, on the real-world corpus and on mutated and random lines).  :func:`program` checks each
+piece's regex byte for byte against the pattern its op was written for (``_FIXED``, ``_TIMES``
+and the ``until``/``body`` shapes below), and that the piece can end in one place only: if
+:mod:`opsconsole.logs.logformat` ever builds another regex, the format falls back to the
+(correct) Python path and the tests fail until the C code follows.
 
-What the C path does not know: a time field that has the right shape but no epoch second (only
-year 0000: ``parse_time_local`` returns None) or lies before ``--since``.  The Python path drops
-such rows from every counter, after the counting this function does.  So use it for
-``since=None`` and send a chunk containing ``b"/0000:"`` (a cheap ``in`` test; false positives
-only cost speed) down the Python path; with a ``since``, count into fresh dicts and merge them
-only if every second in ``seconds`` is recent enough.
+What the C path does not know: a time field that has the right shape but no epoch second (year
+0000, a 31 February) or lies before ``--since``.  The first kind it leaves to Python
+(``count(check_time=True)`` returns those lines as ``unsure``); so use it for ``since=None``.
+With a ``since``, one could count into fresh dicts and merge them only if every second in
+``seconds`` is recent enough.
 
 Distinct clients are counted with a HyperLogLog of ``2**14`` one-byte registers (a ``bytearray``
 from :func:`new_hll`; standard error 1.04/128 = 0.8 %), fed with XXH64 (seed 0) of each client's
