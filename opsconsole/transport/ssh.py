@@ -193,11 +193,15 @@ class SSHTransport:
         command = self._command(argv, privileged)
         stdin: Any = asyncssh.DEVNULL if input is None else asyncssh.PIPE
         try:
-            process = await self._conn.create_process(
-                command, input=input, stdin=stdin, encoding=None
-            )
+            process = await self._conn.create_process(command, stdin=stdin, encoding=None)
         except (asyncssh.Error, OSError) as e:
             raise self._lost(argv[0], e) from None
+        if input is not None:
+            try:
+                process.stdin.write(input)
+                process.stdin.write_eof()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it ended before reading its input (not found…): its exit status says why
         try:
             done = await process.wait(timeout=timeout)
         except asyncssh.TimeoutError:
