@@ -36,6 +36,11 @@ from .transport.pool import ConnectionPool
 
 T = TypeVar("T")
 
+BEHIND_SHOWN = 5.0
+"""A server whose counts are this many seconds or more behind its log (lines written and not
+counted yet) says so: "behind by N s".  Below it is the log's one-second resolution, nginx's
+buffering and a chunk in flight."""
+
 HISTORY_BATCH = 4 << 20
 """Bytes of complete lines counted at once when reading history: bigger batches cost less per
 line (measured: 4 MiB counts 10-20 % faster than 1 MiB), and stay small next to the data."""
@@ -92,10 +97,18 @@ class ServerFeed:
     error: str | None = None
     detail: str = ""
     """How the state reads for people: "following the log", "reconnecting in 4s: …"."""
+    behind: float = 0.0
+    """Seconds the counts lag behind the log, by the server's clock, while lines written on
+    the server wait to be read (0 when caught up): the console cannot keep up."""
 
     @property
     def connected(self) -> bool:
         return self.error is None and self.state is FeedState.FOLLOWING
+
+    @property
+    def lagging(self) -> bool:
+        """Behind its log by ``BEHIND_SHOWN`` seconds or more."""
+        return self.connected and self.behind >= BEHIND_SHOWN
 
 
 def link_status(link: ServerStatus | None) -> Status:
@@ -113,6 +126,8 @@ def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[St
         return link_status(link), link.describe()
     if feed is None:
         return Status.WARN, "no log feed"
+    if feed.lagging:
+        return Status.WARN, f"behind by {feed.behind:.0f}s (the console cannot keep up)"
     if feed.connected:
         return Status.OK, "following the log"
     return feed.state.status, feed.error or feed.detail or feed.state.value
@@ -360,7 +375,7 @@ class ServicePipeline:
         self.feeds = {name: ServerFeed() for name in svc.servers}
         self._latest = self.window.snapshot(svc.name, top_n=top_n)
         self._tasks: list[asyncio.Task[None]] = []
-        self._followers: list[LogFollower] = []
+        self._followers: dict[str, LogFollower] = {}
 
     def start(self, *, publish: bool = True) -> None:
         """Follow every server; ``publish``: refresh the snapshot every second by itself."""
@@ -370,7 +385,7 @@ class ServicePipeline:
             self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
 
     async def stop(self) -> None:
-        for f in self._followers:
+        for f in self._followers.values():
             with contextlib.suppress(Exception):
                 await f.close()
         for task in self._tasks:
@@ -395,7 +410,23 @@ class ServicePipeline:
     async def refresh(self) -> Snapshot:
         """Expire the window and publish a fresh snapshot now."""
         self._latest = await self.fleet.work(self._compute)
+        self._measure_lag()
         return self._latest
+
+    def _measure_lag(self) -> None:
+        """Each feed's ``behind``: the server's clock at its last look at the log minus the
+        newest second counted from it, while the log holds bytes not read yet."""
+        for server, feed in self.feeds.items():
+            follower = self._followers.get(server)
+            totals = self.window.servers.get(server)
+            if follower is None or not follower.backlog or totals is None or not totals.newest:
+                feed.behind = 0.0
+            else:
+                feed.behind = float(max(0, follower.server_time - totals.newest))
+
+    def behind(self) -> dict[str, float]:
+        """Per server, the seconds its counts lag behind its log (0: caught up)."""
+        return {name: feed.behind for name, feed in self.feeds.items()}
 
     def _compute(self) -> Snapshot:
         self.window.advance()
@@ -441,6 +472,6 @@ class ServicePipeline:
             start_file_id=file_id,
             on_state=on_state,
         )
-        self._followers.append(follower)
+        self._followers[server] = follower
         async for chunk in follower.chunks():
             await self.fleet.work(self.window.add_chunk, chunk, server)

@@ -9,7 +9,7 @@ from opsconsole.controls.state import ControlState, Maintenance
 from opsconsole.session import ControlsEvent
 from opsconsole.ui.charts import bar_chart, mix_chart, resample, sparkline
 from opsconsole.ui.palette import Palette
-from opsconsole.ui.rows import badges, build_row, countdown
+from opsconsole.ui.rows import COLUMNS, badges, build_row, countdown
 
 
 def test_a_pending_confirmation_counts_down_to_due() -> None:
@@ -58,3 +58,19 @@ def test_charts_fit_the_space_they_are_given() -> None:
     assert all(len(line) == 40 for line in chart.plain.splitlines())
     mix = mix_chart([(0, 10, 0, 30, 0)] * 60, 20, 4, Palette.plain())
     assert len(mix.plain.splitlines()) == 4
+
+
+def test_a_row_whose_counts_lag_behind_the_log_says_by_how_much() -> None:
+    source = FakeSource()
+    feeds = source.feeds("shop")
+
+    def row_for(behind: float) -> tuple[str, str]:
+        feeds["web1"].behind = behind
+        row = build_row(fake_snapshot("shop", 1), feeds, source.links(), source.health(), None, NOW)
+        cells = dict(zip((k for k, _ in COLUMNS), row.cells(Palette.plain()), strict=True))
+        return cells["servers"].plain, row.servers[0][2]
+
+    assert row_for(2.0) == ("web1●", "following the log")  # the log's own second and a chunk
+    servers, detail = row_for(42.0)
+    assert servers.endswith("behind 42s")
+    assert detail == "behind by 42s (the console cannot keep up)"

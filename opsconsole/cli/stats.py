@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Config, load_config
 from ..durations import format_duration, parse_duration
 from ..errors import UsageError
-from ..fleet import Fleet
+from ..fleet import BEHIND_SHOWN, Fleet
 from ..stats.snapshot import Snapshot
 from ..text import shown
 from .running import run_async
@@ -134,22 +134,24 @@ async def _follow(config: Config, args: argparse.Namespace, window: float) -> in
                         print(f"opsconsole: {name}: {feed.error}", file=sys.stderr)
             snap = await pipeline.refresh()
             if args.json:
-                out = snap.to_json(pipeline.connected(), dict(errors))
+                out = snap.to_json(pipeline.connected(), dict(errors), pipeline.behind())
                 print(json.dumps(out), flush=True)
             else:
-                print(render_line(snap), flush=True)
+                print(render_line(snap, pipeline.behind()), flush=True)
     finally:
         await pipeline.stop()
         await fleet.close()
 
 
-def render_line(snap: Snapshot) -> str:
+def render_line(snap: Snapshot, behind: dict[str, float] | None = None) -> str:
     top = snap.top_subnets[0] if snap.top_subnets else None
     top_text = f"  top subnet {shown(top.key)} {top.requests}" if top else ""
+    late = [f"{s} {b:.0f}s" for s, b in sorted((behind or {}).items()) if b >= BEHIND_SHOWN]
+    late_text = f"  BEHIND its log: {', '.join(late)}" if late else ""
     return (
         f"{time.strftime('%H:%M:%S')} {snap.service}: {snap.rps:7.1f} req/s  "
         f"2xx {snap.share(2):4.0%}  4xx {snap.share(4):4.0%}  5xx {snap.share(5):4.0%}  "
-        f"{snap.unique_ips} IPs{top_text}"
+        f"{snap.unique_ips} IPs{top_text}{late_text}"
     )
 
 

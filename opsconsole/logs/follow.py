@@ -122,6 +122,8 @@ class LogFollower:
         """The server's clock at the last look at the files (0: never looked), and at this one."""
         self._next_poll = 0.0
         self._truncated_since: float | None = None
+        self._size_seen: tuple[str, int] | None = None
+        """(file id, size) of the live file at the last look."""
 
     @property
     def offset(self) -> int:
@@ -134,6 +136,20 @@ class LogFollower:
         """``device:inode`` of the current file (save it with :attr:`offset` to resume)."""
         current = self._current()
         return current.file_id if current else self._start[1]
+
+    @property
+    def backlog(self) -> int:
+        """Bytes the live file held at the last look (about once a second) beyond what was
+        delivered: lines written on the server and not read yet (0 when caught up)."""
+        current, seen = self._current(), self._size_seen
+        if current is None or seen is None or seen[0] != current.file_id:
+            return 0
+        return max(0, seen[1] - current.offset)
+
+    @property
+    def server_time(self) -> int:
+        """The server's clock (epoch seconds) at the last look at the files (0: never)."""
+        return self._server_time
 
     def _current(self) -> TailFile | None:
         return next((f for f in self._files if f.current), None)
@@ -359,6 +375,7 @@ class LogFollower:
             log.info("%s: stat poll failed: %s", self.path, e)
             return
         current = self._current()
+        self._size_seen = (main.file_id, main.size) if isinstance(main, FileStat) else None
         if isinstance(main, FileStat) and (current is None or main.file_id != current.file_id):
             log.info("%s rotated: now file %s", self.path, main.file_id)
             self._rotated(main, old)

@@ -90,10 +90,14 @@ class Snapshot:
         return sum(n for k, n in self.status.items() if k[:1] == str(status_class)) / total
 
     def to_json(
-        self, connected: dict[str, bool] | None = None, errors: dict[str, str | None] | None = None
+        self,
+        connected: dict[str, bool] | None = None,
+        errors: dict[str, str | None] | None = None,
+        behind: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """The ``stats --json`` object.  ``connected`` gives each server's link state and
-        ``errors`` why a server could not be read (None when it was)."""
+        """The ``stats --json`` object.  ``connected`` gives each server's link state,
+        ``errors`` why a server could not be read (None when it was) and ``behind`` (live
+        only) how many seconds its counts lag behind its log (0: caught up)."""
         connected = connected or {}
         servers: dict[str, dict[str, Any]] = {
             name: {"requests": n, "connected": connected.get(name, True)}
@@ -105,6 +109,9 @@ class Snapshot:
         if errors is not None:
             for name, entry in servers.items():
                 entry["error"] = errors.get(name)
+        if behind is not None:
+            for name, entry in servers.items():
+                entry["behind_s"] = round(behind.get(name, 0.0))
         out: dict[str, Any] = {
             "service": self.service,
             "from": _iso(self.time_from),
@@ -122,6 +129,8 @@ class Snapshot:
             ],
             "servers": servers,
         }
+        if behind is not None:
+            out["behind_s"] = round(max(behind.values(), default=0.0))
         if self.estimated:
             out["estimated"] = True
             out["estimated_fields"] = sorted(self.estimated)

@@ -55,6 +55,9 @@ class ServerTotals:
     requests: int = 0
     unparsed: int = 0
     lines: int = 0
+    newest: int | None = None
+    """The latest log second counted from this server (how far behind its log the counts
+    are: the server's clock minus this, while its log holds lines not read yet)."""
 
 
 class TrafficCounts:
@@ -149,6 +152,8 @@ class TrafficCounts:
             self._count_status(bucket, status, count)
         valid = [sec for sec in (seconds[t] for t, _ in per_second) if sec is not None]
         lo, hi = min(valid), max(valid)
+        if totals.newest is None or hi > totals.newest:
+            totals.newest = hi
         self.first_ts = lo if self.first_ts is None else min(self.first_ts, lo)
         self.last_ts = hi if self.last_ts is None else max(self.last_ts, hi)
 

@@ -18,7 +18,7 @@ from rich.text import Text
 from ..controls.stage import SiteStage, Stage
 from ..controls.state import parse_utc
 from ..durations import format_duration
-from ..fleet import ServerFeed, server_state
+from ..fleet import BEHIND_SHOWN, ServerFeed, server_state
 from ..health import FleetHealth, Status
 from ..session import ControlsEvent
 from ..session.live import SuggestEvent
@@ -142,6 +142,8 @@ class ServiceRow:
     stage: SiteStage | None = None
     """Where the site stands in its recovery (None: its controls are not read yet)."""
     now: float = 0.0
+    behind: float = 0.0
+    """Seconds the counts of its most lagging server are behind the log (0: caught up)."""
 
     def sort_value(self, column: str) -> object:
         values: dict[str, object] = {
@@ -171,6 +173,8 @@ class ServiceRow:
             up = sum(1 for _, k, _ in self.servers if k is Status.OK)
             overall = "ok" if up == len(self.servers) else "warn" if up else "down"
             servers = Text(f"{up}/{len(self.servers)} up", p[overall])
+        if self.behind >= BEHIND_SHOWN:  # the console cannot keep up: the numbers are late
+            servers.append(f" behind {self.behind:.0f}s", p["warn"])
 
         def pct(x: float, warn: float | None = None, down: float | None = None) -> Text:
             text = f"{x * 100:.0f}%" if x >= 0.01 or x == 0 else "<1%"
@@ -305,4 +309,5 @@ def build_row(
         rules=suggestions.recommended if suggestions is not None else 0,
         stage=stage,
         now=now,
+        behind=max((f.behind for f in feeds.values() if f.lagging), default=0.0),
     )
