@@ -9,6 +9,7 @@ The dataclasses below are the documentation of every key: each field says what i
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import os
 import re
 import socket
@@ -36,6 +37,30 @@ class ConsoleConfig:
     """Name written to the audit trail; default $USER@hostname."""
     read_only: bool = False
     """True: every action is refused (safe mode)."""
+    export: tuple[str, int] | None = None
+    """(host, port) where the console serves its numbers to Prometheus (``/metrics``), as
+    ``opsconsole export`` does; None: not served."""
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``127.0.0.1:9464``, ``[::1]:9464``, ``localhost:9464``) as (host, port);
+    ValueError saying what is wrong.  HOST is an IP address or ``localhost``, never a name to
+    look up elsewhere."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9464, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets, as [::1]:9464, got {text!r}")
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IP address (or localhost)") from None
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"the port must be a number from 1 to 65535, got {port_text!r}")
+    return host, int(port_text)
 
 
 @dataclass(frozen=True)
@@ -267,6 +292,15 @@ class _Reader:
         except ValueError as e:
             raise self.error(key, str(e)) from None
 
+    def listen(self, key: str) -> tuple[str, int] | None:
+        text = self.optional_text(key, 'HOST:PORT, such as "127.0.0.1:9464"')
+        if text is None:
+            return None
+        try:
+            return parse_listen(text)
+        except ValueError as e:
+            raise self.error(key, str(e)) from None
+
     def check(self, key: str, ok: Callable[[Any], bool], expected: str) -> None:
         if key in self.table and not ok(self.table[key]):
             raise self.error(key, f"{expected}, got {self.table[key]!r}")
@@ -277,7 +311,7 @@ class _Reader:
                 raise self.error(key, f"unknown key (expected one of: {', '.join(sorted(known))})")
 
 
-_CONSOLE_KEYS = {"theme", "window", "operator", "read_only"}
+_CONSOLE_KEYS = {"theme", "window", "operator", "read_only", "export"}
 _HEALTH_KEYS = {f for f in HealthConfig.__dataclass_fields__}
 _SERVER_KEYS = {f for f in ServerConfig.__dataclass_fields__ if f != "name"}
 _SERVICE_KEYS = {f for f in ServiceConfig.__dataclass_fields__ if f != "name"}
@@ -297,6 +331,7 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         window=c.duration("window", ConsoleConfig.window),
         operator=c.text("operator", "") or default_operator(),
         read_only=c.get("read_only", bool, False, "true or false"),
+        export=c.listen("export"),
     )
 
     h = _Reader(file, "health", data.get("health", {}))

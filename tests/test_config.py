@@ -47,6 +47,11 @@ def test_a_valid_config_loads_with_defaults(tmp_path: Path) -> None:
     assert shop.access_log_on("web1") == "/var/log/nginx/web1/shop.access.log"
     assert shop.control_dir == "/etc/nginx/opsconsole" and shop.nginx_test == "nginx -t"
     assert config.servers["local"].is_local and config.servers["web1"].port == 2222
+    assert config.console.export is None  # nothing served unless asked for
+    served = load_config(
+        str(write(tmp_path, GOOD.replace("[console]", '[console]\nexport = "[::1]:9464"')))
+    )
+    assert served.console.export == ("::1", 9464)
 
 
 def test_the_shipped_example_config_is_valid_but_never_used_as_a_fleet(
@@ -113,6 +118,12 @@ def test_the_shipped_example_config_is_valid_but_never_used_as_a_fleet(
             "health.syn_recv_warn",
             "whole",
         ),
+        (("[console]", '[console]\nexport = "9464"'), "console.export", "HOST:PORT"),
+        (("[console]", "[console]\nexport = 9464"), "console.export", "HOST:PORT"),
+        (("[console]", '[console]\nexport = "::1:9464"'), "console.export", "brackets"),
+        (("[console]", '[console]\nexport = "prom.example.org:9464"'), "console.export", "IP"),
+        (("[console]", '[console]\nexport = "127.0.0.1:99999"'), "console.export", "1 to 65535"),
+        (("[console]", '[console]\nexport = "127.0.0.1:9x"'), "console.export", "port"),
     ],
 )
 def test_each_mistake_names_file_key_and_expectation(

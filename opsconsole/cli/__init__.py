@@ -21,6 +21,7 @@ from .running import Interrupted, sync_interrupts
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = (
     "stats", "suggest", "check", "lab", "demo", "setup", "controls", "act", "audit", "report",
+    "export",
 )  # fmt: skip
 NO_CONFIG = frozenset({"lab", "demo"})
 """Commands that do not read the config (they make their own)."""

@@ -26,6 +26,7 @@ from ..config import Config
 from ..controls.report import ControlsReport
 from ..controls.stage import SiteStage, StageMemory
 from ..controls.state import ControlState, parse_utc
+from ..errors import OperationError
 from ..fleet import FeedState, ServerFeed, ServicePipeline
 from ..health import FleetHealth, HealthMonitor, ServiceHealth, Status
 from ..stats.snapshot import Snapshot
@@ -36,6 +37,7 @@ from .core import Session
 if TYPE_CHECKING:  # numpy is imported only once an analysis runs
     from ..detect.analysis import Analysis
     from ..detect.effects import Effects
+    from ..export import Exporter
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +162,10 @@ class LiveSession(Session):
         """Per service, the end of the saved slice of normal traffic (before its flood)."""
         self._analysed_rate: dict[str, tuple[float, float | None]] = {}
         """Per service, (time.monotonic(), live rate) when its last analysis began."""
+        self.exporter: Exporter | None = None
+        """The Prometheus endpoint, while served."""
+        self.export_error: str | None = None
+        """Why it could not be served (the port is taken…), else None."""
         self._stages = StageMemory(None)
         self._stage: dict[str, SiteStage] = {}
         """Per service, servers seen reverting this operator's change, not yet posted."""
@@ -170,22 +176,49 @@ class LiveSession(Session):
 
     # -- life cycle -------------------------------------------------------------------------
 
-    async def start(self, *, watch_controls: bool = True, suggest: bool = True) -> None:
+    async def start(
+        self,
+        *,
+        watch_controls: bool = True,
+        suggest: bool = True,
+        expire: bool = True,
+        export: tuple[str, int] | None = None,
+    ) -> None:
+        """Follow every log, probe health, watch controls; ``suggest``: analyse the traffic;
+        ``expire``: remove ``--ttl`` blocks as they fall due (not read-only); ``export``, or
+        else ``[console] export``: serve the numbers to Prometheus there (if that fails,
+        :attr:`export_error` says why and the rest runs)."""
         if self._started:
             return
         self._started = True
+        listen = export or self.config.console.export
+        if listen is not None:
+            from ..export import Exporter  # prometheus_client only when asked for
+
+            exporter = Exporter(self, listen)
+            try:
+                exporter.start()
+            except OperationError as e:
+                self.export_error = str(e)
+                log.info("%s", e)  # the console's server strip and the command say it
+            else:
+                self.exporter = exporter
         if suggest:
             self._tasks.append(asyncio.create_task(self._suggest_loop(), name="suggest"))
         for pipeline in self.pipelines.values():
             pipeline.start()
         self.monitor.start()
-        if not self.read_only:
+        if expire and not self.read_only:
             self._tasks.append(asyncio.create_task(self._expire_loop(), name="expire blocks"))
         if watch_controls:
             self._tasks.append(asyncio.create_task(self._watch_loop(), name="controls watch"))
         self._tasks.append(asyncio.create_task(self._stage_loop(), name="recovery stages"))
 
     async def stop(self) -> None:
+        if self.exporter is not None:
+            with contextlib.suppress(Exception):
+                await self.exporter.stop()
+            self.exporter = None
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -313,8 +346,10 @@ class LiveSession(Session):
     # -- suggestions ------------------------------------------------------------------------
 
     def notify_errors(self) -> list[str]:
-        """The last failure of each webhook that failed (redacted), for the server strip."""
-        return [f.line() for f in self.notifier.errors().values()]
+        """The last failure of each webhook that failed (redacted), and why the Prometheus
+        endpoint is not served if it is not, for the server strip."""
+        lines = [f.line() for f in self.notifier.errors().values()]
+        return lines + ([self.export_error] if self.export_error else [])
 
     def known_stage(self, service: str) -> SiteStage | None:
         """Where ``service`` stands in its recovery, as last seen (None: controls not read)."""

@@ -55,6 +55,8 @@ class ServerTotals:
     requests: int = 0
     unparsed: int = 0
     lines: int = 0
+    classes: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    """Requests counted from this server by status class 1xx..5xx (what Prometheus scrapes)."""
     newest: int | None = None
     """The latest log second counted from this server (how far behind its log the counts
     are: the server's clock minus this, while its log holds lines not read yet)."""
@@ -149,6 +151,7 @@ class TrafficCounts:
             cls = status[0] - 49  # b"2" -> 1
             if 0 <= cls < 5:
                 bucket.classes[cls] += count
+                totals.classes[cls] += count
             self._count_status(bucket, status, count)
         valid = [sec for sec in (seconds[t] for t, _ in per_second) if sec is not None]
         lo, hi = min(valid), max(valid)
