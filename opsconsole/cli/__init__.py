@@ -23,6 +23,17 @@ COMMAND_MODULES = (
     "stats", "suggest", "check", "lab", "demo", "setup", "controls", "act", "audit", "report",
     "export",
 )  # fmt: skip
+ACT_COMMANDS = (
+    "block",
+    "unblock",
+    "filter",
+    "unfilter",
+    "limit",
+    "maintenance",
+    "confirm",
+    "rollback",
+)
+"""The commands of the ``act`` module; every other command's module is named after it."""
 NO_CONFIG = frozenset({"lab", "demo"})
 """Commands that do not read the config (they make their own)."""
 
@@ -36,7 +47,29 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def module_of(command: str) -> str | None:
+    """The sub-command module that registers ``command`` (None: not a command)."""
+    if command in ACT_COMMANDS:
+        return "act"
+    return command if command in COMMAND_MODULES and command != "act" else None
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (None: none, or an option such as --help first)."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--config":
+            next(args, None)
+        elif arg == "--" or not arg.startswith("-"):
+            return None if arg == "--" else arg
+        elif not arg.startswith("--config="):
+            return None  # --help, --version…: the whole parser answers
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only that command's module is imported and registered
+    (start-up: ``stats`` on a local log then never imports the SSH client or the console)."""
     parser = _Parser(
         prog="opsconsole",
         description=(
@@ -53,14 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", help="config file to use")
     parser.add_argument("--version", action="version", version=f"opsconsole {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    only = module_of(command) if command is not None else None
+    for name in (only,) if only is not None else COMMAND_MODULES:
         module = importlib.import_module(f"{__name__}.{name}")
         module.register(sub)
-    for name, command in sub.choices.items():
+    for name, command_parser in sub.choices.items():
         if name not in NO_CONFIG:
             # Also after the command (`opsconsole stats www --config lab.toml`); SUPPRESS keeps
             # a --config given before the command when none follows it.
-            command.add_argument(
+            command_parser.add_argument(
                 "--config", metavar="PATH", default=argparse.SUPPRESS, help="config file to use"
             )
     return parser
@@ -70,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``opsconsole`` command: its exit status; never a traceback for what an operator
     does (bad input, an unreachable server, Ctrl-C at any moment, a closed pipe)."""
     try:
-        parser = build_parser()
+        argv = sys.argv[1:] if argv is None else argv
+        parser = build_parser(command_in(argv))
         args = parser.parse_args(argv)
         func = getattr(args, "func", None)
         sync_interrupts()  # from here on, Ctrl-C lets the command clean up

@@ -16,20 +16,50 @@ the modules behind it:
 Nothing here imports Textual.
 """
 
-from .check import TransportSource, check_fleet, check_server, check_service
-from .host import HostProbeError, probe_params, read_host
-from .http import probe_url
-from .local import console_metrics
-from .monitor import HealthMonitor, HealthUpdate
-from .report import (
-    FleetHealth,
-    HostMetrics,
-    HttpResult,
-    NginxInstance,
-    ServerHealth,
-    ServiceHealth,
-    Status,
-    fleet_to_json,
+from typing import TYPE_CHECKING
+
+from ..lazy import exports
+
+if TYPE_CHECKING:
+    from .check import TransportSource, check_fleet, check_server, check_service
+    from .host import HostProbeError, probe_params, read_host
+    from .http import probe_url
+    from .local import console_metrics
+    from .monitor import HealthMonitor, HealthUpdate
+    from .report import (
+        FleetHealth,
+        HostMetrics,
+        HttpResult,
+        NginxInstance,
+        ServerHealth,
+        ServiceHealth,
+        Status,
+        fleet_to_json,
+    )
+
+__getattr__ = exports(
+    __name__,
+    {
+        "TransportSource": ".check",
+        "check_fleet": ".check",
+        "check_server": ".check",
+        "check_service": ".check",
+        "HostProbeError": ".host",
+        "probe_params": ".host",
+        "read_host": ".host",
+        "probe_url": ".http",
+        "console_metrics": ".local",
+        "HealthMonitor": ".monitor",
+        "HealthUpdate": ".monitor",
+        "FleetHealth": ".report",
+        "HostMetrics": ".report",
+        "HttpResult": ".report",
+        "NginxInstance": ".report",
+        "ServerHealth": ".report",
+        "ServiceHealth": ".report",
+        "Status": ".report",
+        "fleet_to_json": ".report",
+    },
 )
 
 __all__ = [

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..config import ServerConfig
 from .base import Backoff, LinkState, ServerStatus, Transport, TransportError
 from .local import LocalTransport
-from .ssh import SSHTransport, connect_ssh
+
+if TYPE_CHECKING:  # asyncssh is imported with the first SSH connection (local-only: never)
+    from .ssh import SSHTransport
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +172,8 @@ class ConnectionPool:
             return transport
 
     async def _handshake(self, server: ServerConfig) -> SSHTransport:
+        from .ssh import connect_ssh
+
         async with self._handshakes:
             self.handshakes_in_flight += 1
             self.peak_handshakes = max(self.peak_handshakes, self.handshakes_in_flight)
@@ -213,7 +219,8 @@ class ConnectionPool:
 
 
 def _is_closed(transport: Transport) -> bool:
-    return isinstance(transport, SSHTransport) and transport.closed
+    ssh = sys.modules.get(f"{__package__}.ssh")  # not imported: no SSH transport exists
+    return ssh is not None and isinstance(transport, ssh.SSHTransport) and transport.closed
 
 
 def _consume(task: asyncio.Task[Transport]) -> None:
