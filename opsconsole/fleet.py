@@ -160,7 +160,11 @@ class Fleet:
 
     async def work(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn(*args)`` in the fleet's worker thread (parsing, counting, replaying)."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: object) -> asyncio.Future[T]:
+        """``fn(*args)`` queued for the fleet's worker thread (run in submission order)."""
+        return asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
     async def transport(self, server: str) -> Transport:
         return await self.pool.get(server)
@@ -250,16 +254,29 @@ class Fleet:
                 done = 0
                 batch: list[bytes] = []
                 pending = 0
-                async for chunk in read_range(t, path, start, size):
-                    batch.append(chunk)
-                    pending += len(chunk)
-                    if pending >= HISTORY_BATCH:
-                        await self.work(sink.add_chunk, b"".join(batch), server)
-                        done, batch, pending = done + pending, [], 0
-                        if progress:
-                            progress(server, done, size - start)
-                if batch:
-                    await self.work(sink.add_chunk, b"".join(batch), server)
+                # One batch is counted in the worker while the next is read: reading and
+                # counting overlap (the worker runs them in order, one at a time).
+                counting: asyncio.Future[None] | None = None
+                try:
+                    async for chunk in read_range(t, path, start, size):
+                        batch.append(chunk)
+                        pending += len(chunk)
+                        if pending >= HISTORY_BATCH:
+                            if counting is not None:
+                                await counting
+                            counting = self.submit(sink.add_chunk, b"".join(batch), server)
+                            done, batch, pending = done + pending, [], 0
+                            if progress:
+                                progress(server, done, size - start)
+                    if batch:
+                        if counting is not None:
+                            await counting
+                        counting = self.submit(sink.add_chunk, b"".join(batch), server)
+                finally:
+                    if counting is not None:
+                        await asyncio.wait([counting])  # never leave a count running behind us
+                if counting is not None:
+                    await counting  # its error, if counting failed
                 feed.state = FeedState.READ
             except (TransportError, OperationError) as e:
                 feed.state = FeedState.FAILED

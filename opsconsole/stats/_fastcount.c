@@ -44,10 +44,12 @@
  * epoch second (year 0000, 31 February in ISO 8601).  With check_time, a line whose time C
  * cannot vouch for is not counted but returned as "unsure", for Python to count.
  *
- * Counting: each field goes first into a small per-call hash table whose keys point into the
- * chunk (no Python objects per line); the table is flushed into the caller's dicts once per
- * distinct key (and whenever it grows past TABLE_MAX entries), in first-seen order, so new keys
- * enter the dicts in the same order Counter.update(iterable) would insert them.  That cuts the
+ * Counting: each field goes first into a hash table of C entries (no Python objects per line):
+ * count_lines() uses per-call tables whose keys point into the chunk, flushed into the caller's
+ * dicts once per distinct key at the end of the call, in first-seen order, so new keys enter
+ * the dicts in the same order Counter.update(iterable) would insert them.  A Tally keeps its
+ * tables across chunks (keys copied into an arena) until the caller exports them, so a client
+ * that recurs in every chunk becomes a Python object once, not once per chunk.  That cuts the
  * per-line cost from ~7 bytes objects + dict updates to a few hash probes: agents, methods,
  * seconds and busy nets repeat a lot within a chunk.
  *
@@ -56,7 +58,8 @@
  * number of trailing zero bits of the remaining 50 bits (51 if they are all zero), the layout
  * Redis uses, so fast.hll_estimate() can apply Ertl's improved estimator.
  *
- * The GIL is held throughout (the work per chunk is short and dict updates need it anyway).
+ * The GIL is released while a chunk is parsed and counted into the C tables (only the raw
+ * allocator is used there); the dicts are updated with it held.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -69,9 +72,6 @@
 #define HLL_REGISTERS (1 << HLL_P)
 #define HLL_Q (64 - HLL_P)
 
-/* Entries a per-field table may hold before it is flushed to its dict and emptied: bounds the
- * C-side memory of a huge chunk (~3 MB per table) without costing anything on normal chunks. */
-#define TABLE_MAX (1 << 16)
 
 /* ------------------------------------------------------------------ byte classes */
 
@@ -214,10 +214,56 @@ hll_update(unsigned char *registers, uint64_t hash)
         registers[index] = rank;
 }
 
-/* ------------------------------------------------------------------ per-call count tables */
+/* ------------------------------------------------------------------ count tables */
 
-/* A key is one span of the chunk, or two (the seconds table: time, status).  Keys point into
- * the caller's buffer, which stays exported (and so unresizable) for the whole call. */
+/* Keys copied out of chunks, for a Tally's tables (which outlive the chunk). */
+typedef struct Block {
+    struct Block *next;
+    size_t used, size;
+    char data[];
+} Block;
+
+typedef struct {
+    Block *head;
+} Arena;
+
+#define ARENA_BLOCK (1 << 20)
+
+static const char *
+arena_copy(Arena *ar, const char *src, Py_ssize_t n)
+{
+    if (n == 0)
+        return "";
+    Block *b = ar->head;
+    if (b == NULL || b->size - b->used < (size_t)n) {
+        size_t size = (size_t)n > ARENA_BLOCK ? (size_t)n : ARENA_BLOCK;
+        b = PyMem_RawMalloc(sizeof(Block) + size);
+        if (b == NULL)
+            return NULL;
+        b->next = ar->head;
+        b->used = 0;
+        b->size = size;
+        ar->head = b;
+    }
+    char *p = b->data + b->used;
+    memcpy(p, src, (size_t)n);
+    b->used += (size_t)n;
+    return p;
+}
+
+static void
+arena_free(Arena *ar)
+{
+    while (ar->head != NULL) {
+        Block *next = ar->head->next;
+        PyMem_RawFree(ar->head);
+        ar->head = next;
+    }
+}
+
+/* A key is one span, or two (the seconds table: time, status).  A table without an arena keeps
+ * pointers into the caller's buffer, which stays exported (unresizable) for the whole call; a
+ * Tally's tables copy each new key into their arena. */
 typedef struct {
     const char *a, *b;
     Py_ssize_t alen, blen;
@@ -226,31 +272,30 @@ typedef struct {
 } Entry;
 
 /* Compact, insertion-ordered hash table (like CPython's dict): entries in first-seen order,
- * `index` maps a hash slot (linear probing, load <= 1/2) to an entry number or -1. */
+ * `index` maps a hash slot (linear probing, load <= 1/2) to an entry number or -1.  Only the
+ * raw allocator is used, so tables are filled with the GIL released. */
 typedef struct {
-    PyObject *dict;   /* the caller's dict (borrowed), NULL: don't count (None was passed) */
-    int pair;         /* keys are (a, b) tuples */
-    int update_hll;   /* new keys also go into the HLL registers */
+    int pair;     /* keys are (a, b) tuples */
+    Arena *arena; /* NULL: keys point into the chunk being counted */
     Entry *entries;
     Py_ssize_t n, cap;
     int32_t *index;
     size_t mask;
 } Table;
 
+/* Returns -1 when out of memory (no exception set: the caller may not hold the GIL). */
 static int
-table_init(Table *t, PyObject *dict, int pair)
+table_init(Table *t, int pair, Arena *arena)
 {
     memset(t, 0, sizeof *t);
-    t->dict = dict;
     t->pair = pair;
+    t->arena = arena;
     t->cap = 64;
     t->mask = 127;
-    t->entries = PyMem_Malloc(sizeof(Entry) * (size_t)t->cap);
-    t->index = PyMem_Malloc(sizeof(int32_t) * (t->mask + 1));
-    if (t->entries == NULL || t->index == NULL) {
-        PyErr_NoMemory();
+    t->entries = PyMem_RawMalloc(sizeof(Entry) * (size_t)t->cap);
+    t->index = PyMem_RawMalloc(sizeof(int32_t) * (t->mask + 1));
+    if (t->entries == NULL || t->index == NULL)
         return -1;
-    }
     memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
     return 0;
 }
@@ -258,10 +303,18 @@ table_init(Table *t, PyObject *dict, int pair)
 static void
 table_free(Table *t)
 {
-    PyMem_Free(t->entries);
-    PyMem_Free(t->index);
+    PyMem_RawFree(t->entries);
+    PyMem_RawFree(t->index);
     t->entries = NULL;
     t->index = NULL;
+    t->n = 0;
+}
+
+static void
+table_reset(Table *t)
+{
+    t->n = 0;
+    memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
 }
 
 /* Double the entry array and the slot array (rehashing from the stored hashes). */
@@ -270,17 +323,13 @@ table_grow(Table *t)
 {
     Py_ssize_t cap = t->cap * 2;
     size_t slots = (size_t)cap * 2, mask = slots - 1;
-    Entry *entries = PyMem_Realloc(t->entries, sizeof(Entry) * (size_t)cap);
-    if (entries == NULL) {
-        PyErr_NoMemory();
+    Entry *entries = PyMem_RawRealloc(t->entries, sizeof(Entry) * (size_t)cap);
+    if (entries == NULL)
         return -1;
-    }
     t->entries = entries;
-    int32_t *index = PyMem_Malloc(sizeof(int32_t) * slots);
-    if (index == NULL) {
-        PyErr_NoMemory();
+    int32_t *index = PyMem_RawMalloc(sizeof(int32_t) * slots);
+    if (index == NULL)
         return -1;
-    }
     memset(index, 0xff, sizeof(int32_t) * slots);
     for (Py_ssize_t i = 0; i < t->n; i++) {
         size_t s = (size_t)entries[i].hash & mask;
@@ -288,11 +337,53 @@ table_grow(Table *t)
             s = (s + 1) & mask;
         index[s] = (int32_t)i;
     }
-    PyMem_Free(t->index);
+    PyMem_RawFree(t->index);
     t->index = index;
     t->mask = mask;
     t->cap = cap;
     return 0;
+}
+
+/* Count n occurrences of key (a, alen)(b, blen) with the given hash.  Returns 1 if the key was
+ * new to the table, 0 if it was already there, -1 when out of memory (no exception set). */
+static int
+table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t blen, uint64_t hash,
+          Py_ssize_t n)
+{
+    size_t s = (size_t)hash & t->mask;
+    int32_t i;
+    while ((i = t->index[s]) >= 0) {
+        Entry *e = &t->entries[i];
+        if (e->hash == hash && e->alen == alen && e->blen == blen &&
+            memcmp(e->a, a, (size_t)alen) == 0 && (blen == 0 || memcmp(e->b, b, (size_t)blen) == 0)) {
+            e->count += n;
+            return 0;
+        }
+        s = (s + 1) & t->mask;
+    }
+    if (t->n == t->cap) {
+        if (t->cap >= INT32_MAX / 4 || table_grow(t) < 0)
+            return -1;
+        s = (size_t)hash & t->mask;
+        while (t->index[s] >= 0)
+            s = (s + 1) & t->mask;
+    }
+    if (t->arena != NULL) {
+        a = arena_copy(t->arena, a, alen);
+        b = a != NULL && blen ? arena_copy(t->arena, b, blen) : b;
+        if (a == NULL || (blen && b == NULL))
+            return -1;
+    }
+    Entry *e = &t->entries[t->n];
+    e->a = a;
+    e->alen = alen;
+    e->b = b;
+    e->blen = blen;
+    e->hash = hash;
+    e->count = n;
+    t->index[s] = (int32_t)t->n;
+    t->n++;
+    return 1;
 }
 
 /* dict[key] += n, as Counter.update would do it (old + 1, n times, is old + n for ints). */
@@ -336,12 +427,12 @@ dict_add(PyObject *dict, PyObject *key, Py_ssize_t n)
     return r;
 }
 
-/* Move every entry's count into the dict and empty the table. */
+/* Add every entry's count to `dict` (GIL held; NULL: drop them) and empty the table. */
 static int
-table_flush(Table *t)
+table_flush(Table *t, PyObject *dict)
 {
     int rc = 0;
-    if (t->dict != NULL) {
+    if (dict != NULL) {
         for (Py_ssize_t i = 0; i < t->n; i++) {
             Entry *e = &t->entries[i];
             PyObject *key;
@@ -359,7 +450,7 @@ table_flush(Table *t)
                 rc = -1;
                 break;
             }
-            int r = dict_add(t->dict, key, e->count);
+            int r = dict_add(dict, key, e->count);
             Py_DECREF(key);
             if (r < 0) {
                 rc = -1;
@@ -367,50 +458,8 @@ table_flush(Table *t)
             }
         }
     }
-    t->n = 0;
-    memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
+    table_reset(t);
     return rc;
-}
-
-/* Count one occurrence of key (a, alen)(b, blen) with the given hash.  Returns 1 if the key was
- * new to the table, 0 if it was already there, -1 on error. */
-static int
-table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t blen, uint64_t hash)
-{
-    size_t s = (size_t)hash & t->mask;
-    int32_t i;
-    while ((i = t->index[s]) >= 0) {
-        Entry *e = &t->entries[i];
-        if (e->hash == hash && e->alen == alen && e->blen == blen &&
-            memcmp(e->a, a, (size_t)alen) == 0 && (blen == 0 || memcmp(e->b, b, (size_t)blen) == 0)) {
-            e->count++;
-            return 0;
-        }
-        s = (s + 1) & t->mask;
-    }
-    if (t->n == t->cap) {
-        /* Full: grow while small, else hand the counts over to the dict and start again. */
-        if (t->cap < TABLE_MAX) {
-            if (table_grow(t) < 0)
-                return -1;
-        }
-        else if (table_flush(t) < 0) {
-            return -1;
-        }
-        s = (size_t)hash & t->mask;
-        while (t->index[s] >= 0)
-            s = (s + 1) & t->mask;
-    }
-    Entry *e = &t->entries[t->n];
-    e->a = a;
-    e->alen = alen;
-    e->b = b;
-    e->blen = blen;
-    e->hash = hash;
-    e->count = 1;
-    t->index[s] = (int32_t)t->n;
-    t->n++;
-    return 1;
 }
 
 /* ------------------------------------------------------------------ the line scanner */
@@ -742,6 +791,123 @@ parse_line(const unsigned char *prog, Py_ssize_t plen, int check_time, const cha
 
 enum { T_CLIENTS, T_NETS, T_OTHERS, T_PATHS, T_AGENTS, T_METHODS, T_SECONDS, N_TABLES };
 
+/* (start, end) offsets of the lines only Python can judge, gathered without the GIL. */
+typedef struct {
+    Py_ssize_t *at;
+    Py_ssize_t n, cap;
+} Spans;
+
+static int
+spans_add(Spans *s, Py_ssize_t a, Py_ssize_t b)
+{
+    if (s->n + 2 > s->cap) {
+        Py_ssize_t cap = s->cap ? s->cap * 2 : 64;
+        Py_ssize_t *at = PyMem_RawRealloc(s->at, sizeof(Py_ssize_t) * (size_t)cap);
+        if (at == NULL)
+            return -1;
+        s->at = at;
+        s->cap = cap;
+    }
+    s->at[s->n++] = a;
+    s->at[s->n++] = b;
+    return 0;
+}
+
+static PyObject *
+spans_list(const Spans *s, Py_ssize_t offset)
+{
+    PyObject *list = PyList_New(s->n / 2);
+    if (list == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < s->n; i += 2) {
+        PyObject *span = Py_BuildValue("(nn)", s->at[i] + offset, s->at[i + 1] + offset);
+        if (span == NULL) {
+            Py_DECREF(list);
+            return NULL;
+        }
+        PyList_SET_ITEM(list, i / 2, span);
+    }
+    return list;
+}
+
+/* Parse every line of [start, start + len) with the program and count its fields into the
+ * tables whose `want` is set (registers: the HLL of new clients, or NULL).  Pure C: runs with
+ * the GIL released.  Returns -1 when out of memory. */
+static int
+scan(const unsigned char *prog, Py_ssize_t plen, int check_time, const char *start,
+     Py_ssize_t len, Table *tables, const int *want, unsigned char *registers, Spans *unsure,
+     Py_ssize_t *lines_out, Py_ssize_t *parsed_out)
+{
+    int want_client_hash = want[T_CLIENTS] || want[T_OTHERS];
+    const char *p = start, *end = start + len;
+    Py_ssize_t lines = 0, parsed = 0;
+    Fields f;
+    memset(&f, 0, sizeof f);
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nl ? nl : end;
+        lines++;
+        for (int k = 0; k < N_FIELDS; k++)
+            f.len[k] = 0;
+        f.net_len = 0;
+        if (parse_line(prog, plen, check_time, p, e, &f)) {
+            if (f.unsure) {
+                if (spans_add(unsure, p - start, e - start) < 0)
+                    return -1;
+                p = nl ? nl + 1 : end;
+                continue;
+            }
+            parsed++;
+            const char *client = f.at[F_CLIENT];
+            Py_ssize_t client_len = f.len[F_CLIENT];
+            uint64_t hc = want_client_hash
+                              ? xxh64((const unsigned char *)client, (size_t)client_len, 0)
+                              : 0;
+            int r;
+            if (want[T_CLIENTS]) {
+                r = table_add(&tables[T_CLIENTS], client, client_len, NULL, 0, hc, 1);
+                if (r < 0)
+                    return -1;
+                if (r == 1 && registers != NULL)
+                    hll_update(registers, hc);
+            }
+            if (f.net_len > 0) {
+                if (want[T_NETS] &&
+                    table_add(&tables[T_NETS], client, f.net_len, NULL, 0,
+                              xxh64((const unsigned char *)client, (size_t)f.net_len, 0), 1) < 0)
+                    return -1;
+            }
+            else if (want[T_OTHERS] &&
+                     table_add(&tables[T_OTHERS], client, client_len, NULL, 0, hc, 1) < 0) {
+                return -1;
+            }
+            static const int field_of[3][2] = {
+                {T_PATHS, F_PATH}, {T_AGENTS, F_AGENT}, {T_METHODS, F_METHOD}};
+            for (int k = 0; k < 3; k++) {
+                int t = field_of[k][0], fl = field_of[k][1];
+                if (want[t] &&
+                    table_add(&tables[t], f.at[fl], f.len[fl], NULL, 0,
+                              xxh64((const unsigned char *)f.at[fl], (size_t)f.len[fl], 0), 1) < 0)
+                    return -1;
+            }
+            if (want[T_SECONDS]) {
+                /* The status digits seed the time's hash: one hash for the pair. */
+                const char *st = f.at[F_STATUS];
+                uint64_t seed = (uint64_t)(unsigned char)st[0] << 16 |
+                                (uint64_t)(unsigned char)st[1] << 8 | (uint64_t)(unsigned char)st[2];
+                if (table_add(&tables[T_SECONDS], f.at[F_TIME], f.len[F_TIME], st, 3,
+                              xxh64((const unsigned char *)f.at[F_TIME], (size_t)f.len[F_TIME],
+                                    seed), 1) < 0)
+                    return -1;
+            }
+        }
+        p = nl ? nl + 1 : end;
+    }
+    *lines_out += lines;
+    *parsed_out += parsed;
+    return 0;
+}
+
 static int
 dict_or_none(PyObject *o, const char *name, PyObject **out)
 {
@@ -778,6 +944,9 @@ get_registers(PyObject *o, Py_buffer *view)
     return 0;
 }
 
+static const char *TABLE_NAMES[N_TABLES] = {"clients", "nets",    "others", "paths",
+                                            "agents",  "methods", "seconds"};
+
 PyDoc_STRVAR(count_lines_doc,
 "count_lines(chunk, program, check_time, clients, nets, others, paths, agents, methods,\n"
 "            seconds, hll) -> (lines, parsed, unsure)\n\n"
@@ -789,7 +958,8 @@ PyDoc_STRVAR(count_lines_doc,
 "HyperLogLog registers updated with XXH64 of every parsed client, or None.  lines counts\n"
 "newline-terminated lines plus a final piece without newline (blank lines included); parsed\n"
 "counts the lines counted.  With check_time, a line whose time has the right shape but may\n"
-"have no epoch second is not counted: unsure lists the (start, end) offsets of those lines.");
+"have no epoch second is not counted: unsure lists the (start, end) offsets of those lines.\n"
+"The chunk is parsed with the GIL released; the dicts are updated after, with it.");
 
 static PyObject *
 count_lines(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -797,43 +967,32 @@ count_lines(PyObject *self, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"chunk",  "program", "check_time", "clients", "nets",
                              "others", "paths",   "agents",     "methods", "seconds",
                              "hll",    NULL};
-    static const char *names[N_TABLES] = {"clients", "nets",    "others", "paths",
-                                          "agents",  "methods", "seconds"};
     Py_buffer chunk, program;
     int check_time;
     PyObject *objs[N_TABLES], *hll_obj;
     PyObject *dicts[N_TABLES];
     Py_buffer regs;
     Table tables[N_TABLES];
-    int ntables = 0;
-    PyObject *result = NULL, *unsure = NULL;
+    int ntables = 0, rc;
+    Spans unsure = {NULL, 0, 0};
+    PyObject *result = NULL, *unsure_list = NULL;
+    Py_ssize_t lines = 0, parsed = 0;
 
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*y*pOOOOOOOO:count_lines", kwlist, &chunk,
                                      &program, &check_time, &objs[0], &objs[1], &objs[2],
                                      &objs[3], &objs[4], &objs[5], &objs[6], &hll_obj))
         return NULL;
-    for (int i = 0; i < N_TABLES; i++) {
-        if (dict_or_none(objs[i], names[i], &dicts[i]) < 0) {
-            PyBuffer_Release(&chunk);
-            PyBuffer_Release(&program);
-            return NULL;
-        }
-    }
-    if (get_registers(hll_obj, &regs) < 0) {
-        PyBuffer_Release(&chunk);
-        PyBuffer_Release(&program);
-        return NULL;
-    }
-    unsigned char *registers = regs.buf;
-    const unsigned char *prog = program.buf;
-    Py_ssize_t plen = program.len;
-    unsure = PyList_New(0);
-    if (unsure == NULL)
+    regs.obj = NULL;
+    for (int i = 0; i < N_TABLES; i++)
+        if (dict_or_none(objs[i], TABLE_NAMES[i], &dicts[i]) < 0)
+            goto done;
+    if (get_registers(hll_obj, &regs) < 0)
         goto done;
     for (; ntables < N_TABLES; ntables++) {
-        if (table_init(&tables[ntables], dicts[ntables], ntables == T_SECONDS) < 0) {
+        if (table_init(&tables[ntables], ntables == T_SECONDS, NULL) < 0) {
             ntables++; /* free the partly initialised one too */
+            PyErr_NoMemory();
             goto done;
         }
     }
@@ -841,85 +1000,27 @@ count_lines(PyObject *self, PyObject *args, PyObject *kwargs)
     int want[N_TABLES];
     for (int i = 0; i < N_TABLES; i++)
         want[i] = dicts[i] != NULL;
-    want[T_CLIENTS] |= registers != NULL;
-    int want_client_hash = want[T_CLIENTS] || want[T_OTHERS];
-
-    const char *start = chunk.buf, *p = start, *end = p + chunk.len;
-    Py_ssize_t lines = 0, parsed = 0;
-    Fields f;
-    memset(&f, 0, sizeof f);
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        lines++;
-        for (int k = 0; k < N_FIELDS; k++)
-            f.len[k] = 0;
-        f.net_len = 0;
-        if (parse_line(prog, plen, check_time, p, e, &f)) {
-            if (f.unsure) {
-                PyObject *span = Py_BuildValue("(nn)", p - start, e - start);
-                if (span == NULL || PyList_Append(unsure, span) < 0) {
-                    Py_XDECREF(span);
-                    goto done;
-                }
-                Py_DECREF(span);
-                p = nl ? nl + 1 : end;
-                continue;
-            }
-            parsed++;
-            const char *client = f.at[F_CLIENT];
-            Py_ssize_t client_len = f.len[F_CLIENT];
-            uint64_t hc = want_client_hash
-                              ? xxh64((const unsigned char *)client, (size_t)client_len, 0)
-                              : 0;
-            int r;
-            if (want[T_CLIENTS]) {
-                r = table_add(&tables[T_CLIENTS], client, client_len, NULL, 0, hc);
-                if (r < 0)
-                    goto done;
-                if (r == 1 && registers != NULL)
-                    hll_update(registers, hc);
-            }
-            if (f.net_len > 0) {
-                if (want[T_NETS] &&
-                    table_add(&tables[T_NETS], client, f.net_len, NULL, 0,
-                              xxh64((const unsigned char *)client, (size_t)f.net_len, 0)) < 0)
-                    goto done;
-            }
-            else if (want[T_OTHERS] &&
-                     table_add(&tables[T_OTHERS], client, client_len, NULL, 0, hc) < 0) {
-                goto done;
-            }
-            static const int field_of[3][2] = {
-                {T_PATHS, F_PATH}, {T_AGENTS, F_AGENT}, {T_METHODS, F_METHOD}};
-            for (int k = 0; k < 3; k++) {
-                int t = field_of[k][0], fl = field_of[k][1];
-                if (want[t] &&
-                    table_add(&tables[t], f.at[fl], f.len[fl], NULL, 0,
-                              xxh64((const unsigned char *)f.at[fl], (size_t)f.len[fl], 0)) < 0)
-                    goto done;
-            }
-            if (want[T_SECONDS]) {
-                /* The status digits seed the time's hash: one hash for the pair. */
-                const char *st = f.at[F_STATUS];
-                uint64_t seed = (uint64_t)(unsigned char)st[0] << 16 |
-                                (uint64_t)(unsigned char)st[1] << 8 | (uint64_t)(unsigned char)st[2];
-                if (table_add(&tables[T_SECONDS], f.at[F_TIME], f.len[F_TIME], st, 3,
-                              xxh64((const unsigned char *)f.at[F_TIME], (size_t)f.len[F_TIME],
-                                    seed)) < 0)
-                    goto done;
-            }
-        }
-        p = nl ? nl + 1 : end;
+    want[T_CLIENTS] |= regs.buf != NULL;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan(program.buf, program.len, check_time, chunk.buf, chunk.len, tables, want, regs.buf,
+              &unsure, &lines, &parsed);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_NoMemory();
+        goto done;
     }
+    unsure_list = spans_list(&unsure, 0);
+    if (unsure_list == NULL)
+        goto done;
     for (int i = 0; i < N_TABLES; i++)
-        if (table_flush(&tables[i]) < 0)
+        if (table_flush(&tables[i], dicts[i]) < 0)
             goto done;
-    result = Py_BuildValue("(nnO)", lines, parsed, unsure);
+    result = Py_BuildValue("(nnO)", lines, parsed, unsure_list);
 
 done:
     /* On error the dicts keep whatever was flushed before it. */
-    Py_XDECREF(unsure);
+    Py_XDECREF(unsure_list);
+    PyMem_RawFree(unsure.at);
     for (int i = 0; i < ntables; i++)
         table_free(&tables[i]);
     if (regs.obj != NULL)
@@ -928,6 +1029,259 @@ done:
     PyBuffer_Release(&chunk);
     return result;
 }
+
+/* ------------------------------------------------------------------ Tally */
+
+/* The counts of many chunks kept in C (keys copied into an arena), so a key that recurs across
+ * chunks crosses into Python once, when its table is exported.  Chunks are parsed with the GIL
+ * released: two tallies count two halves of a batch on two threads, and merge() adds one into
+ * the other exactly as if it had counted both (same counts, same first-seen order). */
+typedef struct {
+    PyObject_HEAD
+    Table tables[N_TABLES];
+    Arena arena;
+    int want[N_TABLES];
+    unsigned char *registers; /* the HLL, or NULL */
+    int busy;                 /* a count() is running (on some thread) */
+    int ready;
+} Tally;
+
+static PyTypeObject TallyType;
+
+static void
+tally_clear(Tally *t)
+{
+    for (int i = 0; i < N_TABLES; i++)
+        if (t->tables[i].entries != NULL)
+            table_reset(&t->tables[i]);
+    arena_free(&t->arena);
+}
+
+static void
+tally_dealloc(Tally *t)
+{
+    for (int i = 0; i < N_TABLES; i++)
+        table_free(&t->tables[i]);
+    arena_free(&t->arena);
+    PyMem_RawFree(t->registers);
+    Py_TYPE(t)->tp_free((PyObject *)t);
+}
+
+static int
+tally_init(Tally *t, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"clients", "nets", "others", "paths", "agents", "methods",
+                             "seconds", "hll",  NULL};
+    int w[N_TABLES], hll;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "pppppppp:Tally", kwlist, &w[0], &w[1], &w[2],
+                                     &w[3], &w[4], &w[5], &w[6], &hll))
+        return -1;
+    if (t->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Tally is already initialised");
+        return -1;
+    }
+    for (int i = 0; i < N_TABLES; i++) {
+        if (table_init(&t->tables[i], i == T_SECONDS, &t->arena) < 0) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->want[i] = w[i];
+    }
+    t->want[T_CLIENTS] |= hll;
+    if (hll) {
+        t->registers = PyMem_RawCalloc(HLL_REGISTERS, 1);
+        if (t->registers == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    t->ready = 1;
+    return 0;
+}
+
+static int
+tally_usable(Tally *t)
+{
+    if (!t->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Tally is not initialised");
+        return 0;
+    }
+    if (t->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Tally is counting on another thread");
+        return 0;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(tally_count_doc,
+"count(chunk, program, check_time) -> (lines, parsed, unsure)\n\n"
+"count_lines() into this tally's tables instead of dicts (export() hands them over).  The\n"
+"GIL is released while the chunk is parsed.  If it raises MemoryError, the tables may hold\n"
+"part of the chunk.");
+
+static PyObject *
+tally_count(Tally *t, PyObject *args)
+{
+    Py_buffer chunk, program;
+    int check_time, rc;
+    Spans unsure = {NULL, 0, 0};
+    Py_ssize_t lines = 0, parsed = 0;
+    if (!tally_usable(t))
+        return NULL;
+    if (!PyArg_ParseTuple(args, "y*y*p:count", &chunk, &program, &check_time))
+        return NULL;
+    t->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    rc = scan(program.buf, program.len, check_time, chunk.buf, chunk.len, t->tables, t->want,
+              t->registers, &unsure, &lines, &parsed);
+    Py_END_ALLOW_THREADS
+    t->busy = 0;
+    PyBuffer_Release(&program);
+    PyBuffer_Release(&chunk);
+    PyObject *result = NULL;
+    if (rc < 0) {
+        PyErr_NoMemory();
+    }
+    else {
+        PyObject *list = spans_list(&unsure, 0);
+        if (list != NULL) {
+            result = Py_BuildValue("(nnO)", lines, parsed, list);
+            Py_DECREF(list);
+        }
+    }
+    PyMem_RawFree(unsure.at);
+    return result;
+}
+
+PyDoc_STRVAR(tally_merge_doc,
+"merge(other) -> None\n\n"
+"Add another tally's counts (and HyperLogLog) to this one, keys new to this one after its own\n"
+"in the other's first-seen order, and empty the other: the same tables as if this tally had\n"
+"counted the other's chunks after its own.");
+
+static PyObject *
+tally_merge(Tally *t, PyObject *arg)
+{
+    if (!PyObject_TypeCheck(arg, &TallyType)) {
+        PyErr_SetString(PyExc_TypeError, "merge() takes a Tally");
+        return NULL;
+    }
+    Tally *o = (Tally *)arg;
+    if (o == t) {
+        PyErr_SetString(PyExc_ValueError, "a Tally cannot merge itself");
+        return NULL;
+    }
+    if (!tally_usable(t) || !tally_usable(o))
+        return NULL;
+    for (int i = 0; i < N_TABLES; i++) {
+        Table *src = &o->tables[i];
+        for (Py_ssize_t k = 0; k < src->n; k++) {
+            Entry *e = &src->entries[k];
+            if (table_add(&t->tables[i], e->a, e->alen, e->b, e->blen, e->hash, e->count) < 0)
+                return PyErr_NoMemory();
+        }
+    }
+    if (o->registers != NULL) {
+        if (t->registers == NULL) {
+            t->registers = PyMem_RawCalloc(HLL_REGISTERS, 1);
+            if (t->registers == NULL)
+                return PyErr_NoMemory();
+        }
+        for (int r = 0; r < HLL_REGISTERS; r++)
+            if (o->registers[r] > t->registers[r])
+                t->registers[r] = o->registers[r];
+        memset(o->registers, 0, HLL_REGISTERS);
+    }
+    tally_clear(o);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(tally_export_doc,
+"export(clients, nets, others, paths, agents, methods, seconds, hll) -> None\n\n"
+"Add each table's counts to the dict given for it (as count_lines would have) and empty that\n"
+"table; a table given None keeps its counts.  hll: registers (a writable 16384-byte buffer)\n"
+"that take the register-wise maximum with the tally's, or None.");
+
+static PyObject *
+tally_export(Tally *t, PyObject *args)
+{
+    PyObject *objs[N_TABLES], *dicts[N_TABLES], *hll_obj;
+    Py_buffer regs;
+    if (!tally_usable(t))
+        return NULL;
+    if (!PyArg_ParseTuple(args, "OOOOOOOO:export", &objs[0], &objs[1], &objs[2], &objs[3],
+                          &objs[4], &objs[5], &objs[6], &hll_obj))
+        return NULL;
+    for (int i = 0; i < N_TABLES; i++)
+        if (dict_or_none(objs[i], TABLE_NAMES[i], &dicts[i]) < 0)
+            return NULL;
+    if (get_registers(hll_obj, &regs) < 0)
+        return NULL;
+    if (regs.buf != NULL && t->registers != NULL) {
+        unsigned char *into = regs.buf;
+        for (int r = 0; r < HLL_REGISTERS; r++)
+            if (t->registers[r] > into[r])
+                into[r] = t->registers[r];
+    }
+    if (regs.obj != NULL)
+        PyBuffer_Release(&regs);
+    int empty = 1;
+    for (int i = 0; i < N_TABLES; i++) {
+        if (dicts[i] != NULL && table_flush(&t->tables[i], dicts[i]) < 0)
+            return NULL;
+        empty &= t->tables[i].n == 0;
+    }
+    if (empty)
+        arena_free(&t->arena); /* every key copied so far is gone */
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tally_sizes(Tally *t, PyObject *unused)
+{
+    (void)unused;
+    if (!t->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "Tally is not initialised");
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(N_TABLES);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < N_TABLES; i++) {
+        PyObject *n = PyLong_FromSsize_t(t->tables[i].n);
+        if (n == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, i, n);
+    }
+    return out;
+}
+
+static PyMethodDef tally_methods[] = {
+    {"count", (PyCFunction)tally_count, METH_VARARGS, tally_count_doc},
+    {"merge", (PyCFunction)tally_merge, METH_O, tally_merge_doc},
+    {"export", (PyCFunction)tally_export, METH_VARARGS, tally_export_doc},
+    {"sizes", (PyCFunction)tally_sizes, METH_NOARGS,
+     "sizes() -> the number of distinct keys held per table (clients … seconds)."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(tally_doc,
+"Tally(clients, nets, others, paths, agents, methods, seconds, hll)\n\n"
+"Count tables kept in C across chunks; each flag says whether that field is counted.");
+
+static PyTypeObject TallyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "opsconsole.stats._fastcount.Tally",
+    .tp_basicsize = sizeof(Tally),
+    .tp_dealloc = (destructor)tally_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = tally_doc,
+    .tp_methods = tally_methods,
+    .tp_init = (initproc)tally_init,
+    .tp_new = PyType_GenericNew,
+};
 
 PyDoc_STRVAR(hll_add_doc,
 "hll_add(hll, keys) -> None\n\n"
@@ -1000,6 +1354,13 @@ static int
 exec_module(PyObject *m)
 {
     init_classes();
+    if (PyType_Ready(&TallyType) < 0)
+        return -1;
+    Py_INCREF(&TallyType);
+    if (PyModule_AddObject(m, "Tally", (PyObject *)&TallyType) < 0) {
+        Py_DECREF(&TallyType);
+        return -1;
+    }
     if (PyModule_AddIntConstant(m, "HLL_P", HLL_P) < 0 ||
         PyModule_AddIntConstant(m, "HLL_REGISTERS", HLL_REGISTERS) < 0)
         return -1;

@@ -43,7 +43,9 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import Any
 
 from ..logs.logformat import COMBINED, LogFormat, Piece, compile_format
 
@@ -296,6 +298,90 @@ def count_combined(
         chunk, code, clients, nets, others, paths, agents, methods, seconds, hll, check_time=False
     )
     return lines, parsed
+
+
+FIELDS = ("clients", "nets", "others", "paths", "agents", "methods", "seconds")
+"""The tables of a :class:`Tally`, in the order of :func:`count`'s dicts."""
+
+PARALLEL_MIN = 1 << 20
+"""A chunk at least this big is counted in two halves on two threads (GIL released)."""
+
+_helper: ThreadPoolExecutor | None = None
+
+
+class Tally:
+    """Counts kept in C across chunks, handed to dicts by :meth:`export`.
+
+    :func:`count` turns every distinct key of every chunk into a Python object and a dict
+    update; a tally does that once per key for as long as it holds it, so a client that recurs
+    in every chunk costs one.  :meth:`count` parses a large chunk in two halves, one on a
+    helper thread, each into its own tables with the GIL released, and merges the second into
+    the first: the tables are exactly those of one pass (counts and first-seen order).
+    """
+
+    def __init__(self, fields: Iterable[str], *, hll: bool = False) -> None:
+        if _ext is None:
+            raise RuntimeError("opsconsole.stats._fastcount is not built")
+        wanted = set(fields)
+        unknown = wanted - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+        self._flags = [name in wanted for name in FIELDS]
+        self._hll = hll
+        self._c = _ext.Tally(*self._flags, hll)
+        self._other: Any = None
+        """The second half's tables (made on first use)."""
+
+    def count(
+        self, chunk: Buffer, code: bytes, *, check_time: bool = True, parallel: bool = True
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """:func:`count` into the tally: ``(lines, parsed, unsure)``, offsets into ``chunk``."""
+        view = memoryview(chunk).cast("B")
+        half = len(view) // 2
+        cut = bytes(view[half : half + 65536]).find(b"\n") if half else -1
+        if not parallel or len(view) < PARALLEL_MIN or cut < 0 or (os.cpu_count() or 1) < 2:
+            lines, parsed, unsure = self._c.count(view, code, check_time)
+            return int(lines), int(parsed), list(unsure)
+        split = half + cut + 1
+        if self._other is None:
+            assert _ext is not None  # checked when the tally was made
+            self._other = _ext.Tally(*self._flags, self._hll)
+        second = _pool().submit(self._other.count, view[split:], code, check_time)
+        try:
+            lines, parsed, unsure = self._c.count(view[:split], code, check_time)
+        finally:
+            lines2, parsed2, unsure2 = second.result()
+        self._c.merge(self._other)
+        unsure = list(unsure) + [(a + split, b + split) for a, b in unsure2]
+        return int(lines + lines2), int(parsed + parsed2), unsure
+
+    def sizes(self) -> dict[str, int]:
+        """Distinct keys held per table."""
+        return dict(zip(FIELDS, self._c.sizes(), strict=True))
+
+    def export(
+        self,
+        *,
+        clients: dict[bytes, int] | None = None,
+        nets: dict[bytes, int] | None = None,
+        others: dict[bytes, int] | None = None,
+        paths: dict[bytes, int] | None = None,
+        agents: dict[bytes, int] | None = None,
+        methods: dict[bytes, int] | None = None,
+        seconds: dict[tuple[bytes, bytes], int] | None = None,
+        hll: bytearray | None = None,
+    ) -> None:
+        """Add each named table's counts to its dict (as :func:`count` would have, in
+        first-seen order) and empty it; tables not named keep theirs.  ``hll`` takes the
+        register-wise maximum with the tally's registers."""
+        self._c.export(clients, nets, others, paths, agents, methods, seconds, hll)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _helper
+    if _helper is None:
+        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsconsole-count2")
+    return _helper
 
 
 def xxh64(data: Buffer, seed: int = 0) -> int:

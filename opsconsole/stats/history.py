@@ -17,9 +17,13 @@ from collections.abc import Callable
 from ..logs.logformat import LogFormat
 from ..logs.parse import ParsedChunk
 from . import fast
-from .sketch import DistinctCounter
+from .sketch import DistinctCounter, TopCounter
 from .snapshot import Snapshot, subnet_of
 from .traffic import SecondBucket, TrafficCounts
+
+_TALLIED = (("clients", "client"), ("nets", "net"), ("paths", "path"), ("agents", "agent"),
+            ("methods", "method"))  # fmt: skip
+"""The tally's tables kept across chunks, and the top counter each goes to."""
 
 
 class HistoryCounts(TrafficCounts):
@@ -49,6 +53,12 @@ class HistoryCounts(TrafficCounts):
             self.slow_path = fast.why_not(self.format)
         self.hll: bytearray | None = fast.new_hll() if self._fast else None
         """With the extension: a HyperLogLog of every client, for unique_ips."""
+        self._tally = (
+            fast.Tally([f for f, d in _TALLIED if self._has(d)] + ["others", "seconds"], hll=True)
+            if self._fast
+            else None
+        )
+        """The C tables the fast path counts into (see :meth:`settle`)."""
 
     # ----------------------------------------------------------------- feeding
     def add_chunk(self, chunk: bytes, server: str = "") -> None:
@@ -58,20 +68,18 @@ class HistoryCounts(TrafficCounts):
             self.add(self.parser.parse(chunk), server)
 
     def _add_fast(self, chunk: bytes, server: str) -> None:
-        """The C extension's equivalent of ``add(parser.parse(chunk))``."""
+        """The C extension's equivalent of ``add(parser.parse(chunk))``.  The top lists' keys
+        stay in the C tally until a table outgrows its counter's cap or a snapshot is taken
+        (:meth:`settle`); the seconds are taken every chunk."""
         per_second: Counter[tuple[bytes, bytes]] = Counter()
-        others: Counter[bytes] = Counter()
-        top = {d: c.counts for d, c in self.top.items()}
-        assert self._program is not None
-        lines, parsed, unsure = fast.count(
-            chunk, self._program, top["client"], self.nets.counts, others, top.get("path"),
-            top.get("agent"), top.get("method"), per_second, self.hll,
-        )  # fmt: skip
-        for client, n in others.items():  # IPv6 (and non-IP) clients: /48 in Python
-            self.nets.counts[subnet_of(client)] += n
-        for counter in (*self.top.values(), self.nets):
-            if len(counter) > counter.cap:
-                counter.prune()
+        assert self._program is not None and self._tally is not None
+        lines, parsed, unsure = self._tally.count(chunk, self._program)
+        self._tally.export(seconds=per_second)
+        sizes = self._tally.sizes()
+        sizes["nets"] += sizes["others"]  # IPv6 clients go to the nets with them
+        self.settle(
+            only={f for f, d in _TALLIED if self._has(d) and sizes[f] > self._counter(d).cap}
+        )
         unparsed, samples = 0, list[str]()
         matched = parsed + len(unsure)  # what the regex matches
         if matched < lines:
@@ -85,6 +93,34 @@ class HistoryCounts(TrafficCounts):
         if unsure:  # times only Python can judge (year 0000…): its path counts or drops them
             rest = b"\n".join(bytes(chunk[a:b]) for a, b in unsure)
             self.add(ParsedChunk(self.format.regex.findall(rest), 0, 0), server)
+
+    def _counter(self, dim: str) -> TopCounter:
+        return self.nets if dim == "net" else self.top[dim]
+
+    def settle(self, only: set[str] | None = None) -> None:
+        """Hand what the C tally holds (``only`` those tables) to the top counters, which
+        prune past their cap as ever.  :meth:`snapshot` settles first; the totals are the same
+        before and after, only where they are held changes."""
+        if self._tally is None:
+            return
+        dims = [(f, d) for f, d in _TALLIED if (only is None or f in only) and self._has(d)]
+        if not dims and only is not None:
+            return
+        others: Counter[bytes] | None = Counter() if "nets" in dict(dims) else None
+        self._tally.export(
+            **{f: self._counter(d).counts for f, d in dims},  # type: ignore[arg-type]
+            others=others,
+            hll=self.hll if only is None else None,
+        )
+        for client, n in (others or {}).items():  # IPv6 (and non-IP) clients: /48 in Python
+            self.nets.counts[subnet_of(client)] += n
+        for _, dim in dims:
+            counter = self._counter(dim)
+            if len(counter) > counter.cap:
+                counter.prune()
+
+    def _has(self, dim: str) -> bool:
+        return dim == "net" or dim in self.top
 
     def _cutoff(self) -> float | None:
         return self.since
@@ -126,7 +162,8 @@ class HistoryCounts(TrafficCounts):
         return float(start), float(max(self.last_ts, start))
 
     def snapshot(self, service: str, *, top_n: int = 10) -> Snapshot:
-        """An immutable view of everything counted; changes nothing."""
+        """An immutable view of everything counted; changes no total."""
+        self.settle()
         t_from, t_to = self.covered()
         requests = self.requests
         span = max(t_to - t_from + 1, 1.0) if requests else 0.0
