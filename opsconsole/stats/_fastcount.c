@@ -310,11 +310,17 @@ table_free(Table *t)
     t->n = 0;
 }
 
+static void arena_free(Arena *ar);
+
+/* Empty the table (and the copies of its keys: each table has its own arena, so a table that
+ * is exported again and again never holds more than its live keys). */
 static void
 table_reset(Table *t)
 {
     t->n = 0;
     memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
+    if (t->arena != NULL)
+        arena_free(t->arena);
 }
 
 /* Double the entry array and the slot array (rehashing from the stored hashes). */
@@ -1039,7 +1045,7 @@ done:
 typedef struct {
     PyObject_HEAD
     Table tables[N_TABLES];
-    Arena arena;
+    Arena arenas[N_TABLES];
     int want[N_TABLES];
     unsigned char *registers; /* the HLL, or NULL */
     int busy;                 /* a count() is running (on some thread) */
@@ -1054,15 +1060,15 @@ tally_clear(Tally *t)
     for (int i = 0; i < N_TABLES; i++)
         if (t->tables[i].entries != NULL)
             table_reset(&t->tables[i]);
-    arena_free(&t->arena);
 }
 
 static void
 tally_dealloc(Tally *t)
 {
-    for (int i = 0; i < N_TABLES; i++)
+    for (int i = 0; i < N_TABLES; i++) {
         table_free(&t->tables[i]);
-    arena_free(&t->arena);
+        arena_free(&t->arenas[i]);
+    }
     PyMem_RawFree(t->registers);
     Py_TYPE(t)->tp_free((PyObject *)t);
 }
@@ -1081,7 +1087,7 @@ tally_init(Tally *t, PyObject *args, PyObject *kwargs)
         return -1;
     }
     for (int i = 0; i < N_TABLES; i++) {
-        if (table_init(&t->tables[i], i == T_SECONDS, &t->arena) < 0) {
+        if (table_init(&t->tables[i], i == T_SECONDS, &t->arenas[i]) < 0) {
             PyErr_NoMemory();
             return -1;
         }
@@ -1225,14 +1231,9 @@ tally_export(Tally *t, PyObject *args)
     }
     if (regs.obj != NULL)
         PyBuffer_Release(&regs);
-    int empty = 1;
-    for (int i = 0; i < N_TABLES; i++) {
+    for (int i = 0; i < N_TABLES; i++)
         if (dicts[i] != NULL && table_flush(&t->tables[i], dicts[i]) < 0)
             return NULL;
-        empty &= t->tables[i].n == 0;
-    }
-    if (empty)
-        arena_free(&t->arena); /* every key copied so far is gone */
     Py_RETURN_NONE;
 }
 
