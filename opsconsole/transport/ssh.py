@@ -224,7 +224,11 @@ class SSHTransport:
     async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> SSHStream:
         try:
             process = await self._conn.create_process(
-                self._command(argv, privileged), stdin=asyncssh.DEVNULL, encoding=None
+                self._command(argv, privileged),
+                stdin=asyncssh.DEVNULL,
+                encoding=None,
+                window=STREAM_WINDOW,
+                max_pktsize=STREAM_PACKET,
             )
         except (asyncssh.Error, OSError) as e:
             raise self._lost(argv[0], e) from None
@@ -234,6 +238,22 @@ class SSHTransport:
         self._conn.close()
         with contextlib.suppress(asyncssh.Error, OSError):
             await self._conn.wait_closed()
+
+
+def _ciphers() -> list[str]:
+    """asyncssh's default ciphers, AES-GCM first: decrypted here by OpenSSL with the CPU's AES
+    instructions, it reads a log about twice as fast as ChaCha20-Poly1305 (asyncssh's first
+    choice); every other default stays allowed, for servers without AES-GCM."""
+    algs = [a.decode("ascii") for a in asyncssh.encryption.get_default_encryption_algs()]
+    first = [a for a in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if a in algs]
+    return first + [a for a in algs if a not in first]
+
+
+STREAM_WINDOW = 8 << 20
+"""Bytes a log stream's server may send ahead of our reads (asyncssh's default is 2 MiB)."""
+STREAM_PACKET = 256 << 10
+"""The largest data packet we accept on a log stream (default 32 KiB): fewer, larger packets
+cost less per byte in this Python process, where the channel is decrypted."""
 
 
 async def connect_ssh(
@@ -252,6 +272,7 @@ async def connect_ssh(
         "keepalive_interval": keepalive_interval,
         "keepalive_count_max": 3,
         "config": () if ssh_config is None else list(ssh_config),
+        "encryption_algs": _ciphers(),
     }
     if server.port is not None:
         kw["port"] = server.port
