@@ -1,6 +1,7 @@
 """Applying a 100,000-entry block list through the real lab, against nginx's own reload time.
 
     python bench/controls_bench.py [--entries 100000] [--service shop] [--repeat 5]
+    python bench/controls_bench.py --entries 500000 --servers 10 --service www   # issue 11
 
 Starts a rehearsal lab (real sshd + nginx on loopback, no traffic) and measures, in the same run
 and on the same nginx:
@@ -86,13 +87,20 @@ def step_ms(report: dict[str, Any], server: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--entries", type=int, default=100_000)
-    ap.add_argument("--service", default="shop", help="a lab service (shop runs on web1 only)")
+    ap.add_argument(
+        "--service", default="shop", help="a lab service (shop runs on web1 only, www on all)"
+    )
+    ap.add_argument(
+        "--servers", type=int, default=0, help="a lab of N servers (web1…webN), www on all"
+    )
     ap.add_argument("--repeat", type=int, default=5, help="bare reloads per reference")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="opsc-controls-bench-"))
-    lab = Lab.start(work / "lab", traffic=False)
+    names = tuple(f"web{i}" for i in range(1, args.servers + 1)) if args.servers else None
+    lab = Lab.start(work / "lab", traffic=False, **({"servers": names} if names else {}))
     try:
-        server = lab.services[args.service].servers[0]
+        all_servers = lab.services[args.service].servers
+        server = all_servers[0]
         targets = [f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(args.entries)]
         listing = work / "blocklist.txt"
         listing.write_text("\n".join(targets) + "\n")
@@ -107,10 +115,11 @@ def main() -> None:
         full_reload = median_reload(lab, server, args.repeat)
         one_s, one = opsconsole(lab, state, "block", args.service, "192.0.2.1", "--yes", "--json")
         read_s, controls = opsconsole(lab, state, "controls", args.service, "--json")
-        assert len(controls["servers"][server]["blocks"]) == args.entries + 1
-        url = lab.url(args.service, server)
-        assert send(url, client_ip=targets[len(targets) // 3])[0] == 403
-        assert send(url, client_ip="11.0.0.1")[0] == 200
+        for each in all_servers:  # every server refuses a listed client, serves another
+            assert len(controls["servers"][each]["blocks"]) == args.entries + 1
+            url = lab.url(args.service, each)
+            assert send(url, client_ip=targets[len(targets) // 3])[0] == 403
+            assert send(url, client_ip="11.0.0.1")[0] == 200
         size = (lab.control_dir(server) / f"{args.service}.http.conf").stat().st_size
     finally:
         lab.stop()
@@ -126,7 +135,8 @@ def main() -> None:
         (f"`opsconsole controls --json` with {n} blocks", read_s, ""),
     ]
     print(
-        f"\n{n} blocks on `{args.service}` ({server}); http.conf {size / 1e6:.1f} MB; references: "
+        f"\n{n} blocks on `{args.service}` ({len(all_servers)} servers, steps of {server}); "
+        f"http.conf {size / 1e6:.1f} MB; references: "
         f"median of {args.repeat} reloads of the same nginx in the same run\n"
     )
     print("| step | seconds | × bare reload (blocks loaded) | detail (from the JSON report) |")

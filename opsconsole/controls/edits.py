@@ -59,6 +59,8 @@ def _summary(verb: str, items: Sequence[str], limit: int = 5) -> str:
 
 def _refuse_everyone(targets: Sequence[str]) -> None:
     for t in targets:
+        if "/" not in t:
+            continue  # one address (targets are canonical: a network always has a prefix)
         net = ipaddress.ip_network(t)
         if net.prefixlen >= BROADEST[net.version]:
             continue

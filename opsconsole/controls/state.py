@@ -13,6 +13,7 @@ and readable by the server-side scripts without a JSON parser.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import json.encoder
@@ -32,7 +33,10 @@ def utc_text(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_utc(text: str) -> datetime:
+    # Cached (datetimes are immutable): the blocks of one apply share their times, and
+    # strptime costs ~15 µs, a second and a half per 100,000 blocks read.
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
@@ -484,8 +488,8 @@ def risk(before: ControlState, after: ControlState) -> str | None:
         return "maintenance off"
     old = {b.target for b in before.blocks}
     for b in after.blocks:
-        if b.target in old:
-            continue
+        if "/" not in b.target or b.target in old:
+            continue  # a single address (canonical targets carry a prefix only if wider)
         net = ipaddress.ip_network(b.target)
         if net.prefixlen < (16 if net.version == 4 else 32):
             return f"broad block {b.target}"
