@@ -529,3 +529,39 @@ def test_any_multi_condition_filter_input_renders_safely_or_is_refused(
     state = cs.add_filter(state, when=when[:1], action=403, reason="", by="a", at="")
     assert_safe(state)
     assert state_from_json(state_to_json(state)) == state
+
+
+def test_the_same_state_file_from_several_servers_is_validated_once() -> None:
+    """Ten servers with byte-identical (large) state files cost one parse, and the state is the
+    same (immutable) object; a different file is parsed afresh, a bad one refused every time."""
+    state = ControlState(blocks=tuple(cs.Block(f"10.0.{i >> 8}.{i & 255}") for i in range(500)))
+    text = state_to_json(state).encode()
+    first = state_from_json(text)
+    assert first == state and state_from_json(bytes(bytearray(text))) is first
+    other = state_from_json(state_to_json(ControlState(version=2)).encode())
+    assert other.version == 2 and other is not first
+    for _ in range(2):
+        with pytest.raises(UsageError, match="not valid JSON"):
+            state_from_json(b"{")
+
+
+def test_work_shared_by_servers_with_the_same_state_is_done_once_and_never_mixed_up() -> None:
+    """apply_on_server's derived work (edit, checks, diff, rendered files) is kept for the
+    last arguments by identity: the same parsed state on ten servers renders once, an equal
+    state that is another object (or another state) is worked out afresh."""
+    from opsconsole.controls import apply
+
+    calls: list[int] = []
+
+    def work(state: ControlState, cdir: str) -> int:
+        calls.append(1)
+        return len(state.blocks)
+
+    last = apply._Last(work)
+    a = ControlState(blocks=(cs.Block("10.0.0.1"),))
+    same_text = state_from_json(state_to_json(a).encode())
+    assert [last(same_text, "/etc/x") for _ in range(10)] == [1] * 10 and len(calls) == 1
+    assert last(same_text, "/etc/" + "x") == 1 and len(calls) == 1  # equal text: same work
+    b = ControlState(blocks=(cs.Block("10.0.0.1"), cs.Block("10.0.0.2")))
+    assert last(b, "/etc/x") == 2 and len(calls) == 2
+    assert last(ControlState(blocks=a.blocks), "/etc/x") == 1 and len(calls) == 3

@@ -28,7 +28,7 @@ import math
 import secrets
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,6 +106,53 @@ async def _recover(
     return await read_server(transport, service, server, pid_file)
 
 
+class _Last:
+    """The last result of a pure function, kept by the identity of its arguments.
+
+    The servers of a service normally hold the same state (one parsed object: see
+    :func:`.state.state_from_json`), so the edit, the checks, the diff, the rendered files and
+    the JSON of the new state are the same for every server: made once, not once per server
+    (a 500,000-entry block list on ten servers).  Arguments are compared by identity (states
+    are immutable and comparing two 500,000-block states costs as much as making them), text,
+    numbers and times by value; they are kept alive, so an identity is never reused while it
+    is remembered."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self.args: tuple[object, ...] | None = None
+        self.result: Any = None
+
+    def __call__(self, *args: object) -> Any:
+        last = self.args
+        if last is not None and len(last) == len(args) and all(map(_same, last, args)):
+            return self.result
+        result = self.fn(*args)
+        self.args, self.result = args, result
+        return result
+
+
+def _same(a: object, b: object) -> bool:
+    return a is b or (type(a) is type(b) and type(a) in (str, int, datetime) and a == b)
+
+
+_edited = _Last(
+    lambda before, edit, operator, now: drop_expired(edit.apply(before, operator, now), now)
+)
+_next = _Last(
+    lambda before, after, operator, now: replace(
+        after, version=before.version + 1, updated_by=operator, updated_at=utc_text(now)
+    )
+)
+_risk = _Last(risk)
+_diff = _Last(audit.state_diff)
+_files = _Last(
+    lambda after, service, cdir: (
+        *render(after, service, cdir).files().items(),
+        ("state.json", state_to_json(after)),
+    )
+)
+
+
 async def apply_on_server(
     transport: Transport,
     service: ServiceConfig,
@@ -154,17 +201,15 @@ async def apply_on_server(
                 f"{before.updated_by or 'another console'} at {before.updated_at or '?'} (now "
                 f"version {before.version}, expected {expected_version}): re-read and try again"
             )
-        after = drop_expired(edit.apply(before, operator, now), now)
+        after = _edited(before, edit, operator, now)
         if after.content_equals(before):
             unchanged = ServerResult(
                 name, Outcome.UNCHANGED, before_version=before.version, action=action, notes=notes
             )
             emit(on_progress, name, Stage.DONE, unchanged.status)
             return replace(unchanged, after_version=before.version, recovered=recovered), None
-        after = replace(
-            after, version=before.version + 1, updated_by=operator, updated_at=utc_text(now)
-        )
-        why_risky = risk(before, after)
+        after = _next(before, after, operator, now)
+        why_risky = _risk(before, after)
         if dry_run:
             diff = rendered_diff(before, after, service.name, cdir)
             emit(on_progress, name, Stage.DONE, Outcome.DRY_RUN)
@@ -183,9 +228,8 @@ async def apply_on_server(
         if window is None:
             window = DEFAULT_CONFIRM if why_risky else 0.0
         master = choose_master(read, service.nginx_test_on(name), name)
-        ev["diff"] = audit.state_diff(before, after)
-        files = dict(render(after, service.name, cdir).files())
-        files["state.json"] = state_to_json(after)
+        ev["diff"] = _diff(before, after)
+        files = dict(_files(after, service.name, cdir))
         files["audit.json"] = audit.server_prefix(ev)
         argv = serverside.command(
             "apply",
