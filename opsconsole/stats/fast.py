@@ -355,6 +355,11 @@ class Tally:
         unsure = list(unsure) + [(a + split, b + split) for a, b in unsure2]
         return int(lines + lines2), int(parsed + parsed2), unsure
 
+    def merge(self, other: Tally) -> None:
+        """Add ``other``'s counts and HyperLogLog to this tally and empty it: the same tables
+        as if this one had counted ``other``'s chunks after its own."""
+        self._c.merge(other._c)
+
     def sizes(self) -> dict[str, int]:
         """Distinct keys held per table."""
         return dict(zip(FIELDS, self._c.sizes(), strict=True))

@@ -46,7 +46,7 @@ class HistoryCounts(TrafficCounts):
         # A log read whole: the optional C extension counts whole chunks, in any format whose
         # regex its scanner reproduces (fast.why_not says why another is not).
         self._program = fast.program(self.format) if fast.available() and accelerate else None
-        self._fast = since is None and self._program is not None
+        self._fast = self._program is not None
         self.slow_path: str | None = None
         """Why a whole log is counted by the (slower) Python path, if it is."""
         if since is None and accelerate and self._program is None:
@@ -59,6 +59,10 @@ class HistoryCounts(TrafficCounts):
             else None
         )
         """The C tables the fast path counts into (see :meth:`settle`)."""
+        self._fields = [f for f, d in _TALLIED if self._has(d)] + ["others", "seconds"]
+        self._side = fast.Tally(self._fields, hll=True) if self._fast and since else None
+        """With ``since``: where a chunk is counted first, merged into the tally only if none
+        of its lines is older than ``since`` (else the Python path counts the chunk)."""
 
     # ----------------------------------------------------------------- feeding
     def add_chunk(self, chunk: bytes, server: str = "") -> None:
@@ -73,8 +77,20 @@ class HistoryCounts(TrafficCounts):
         (:meth:`settle`); the seconds are taken every chunk."""
         per_second: Counter[tuple[bytes, bytes]] = Counter()
         assert self._program is not None and self._tally is not None
-        lines, parsed, unsure = self._tally.count(chunk, self._program)
-        self._tally.export(seconds=per_second)
+        tally = self._side or self._tally
+        lines, parsed, unsure = tally.count(chunk, self._program)
+        tally.export(seconds=per_second)
+        if self._side is not None:
+            since = self.since
+            assert since is not None
+            epoch = self.parser.epoch
+            if any((e := epoch(t)) is None or e < since for t, _ in per_second):
+                # The few lines before ``since`` that a read from a line start includes: this
+                # chunk goes the Python way, which drops them.
+                self._side = fast.Tally(self._fields, hll=True)
+                self.add(self.parser.parse(chunk), server)
+                return
+            self._tally.merge(self._side)
         sizes = self._tally.sizes()
         sizes["nets"] += sizes["others"]  # IPv6 clients go to the nets with them
         self.settle(
