@@ -41,6 +41,16 @@ def flood(n: int, seed: int = 1) -> bytes:
     return "".join(out).encode()
 
 
+def chunked(data: bytes, step: int) -> list[bytes]:
+    """Batches of whole lines of about ``step`` bytes, as a history read makes them."""
+    chunks, pos = [], 0
+    while pos < len(data):
+        end = data.rfind(b"\n", pos, pos + step) + 1 if pos + step < len(data) else len(data)
+        chunks.append(data[pos:end])
+        pos = end
+    return chunks
+
+
 def _stamp(sec: int) -> str:
     import time
 
@@ -98,12 +108,7 @@ def test_stats_of_a_large_log_are_the_same_on_one_core_and_on_two(
     """With cap 3,000 the client and path counters are pruned many times: the estimates of
     two cores equal those of one, as the exact counts do with the default cap."""
     data = flood(80_000, seed=2)
-    step = 1 << 20
-    chunks, pos = [], 0
-    while pos < len(data):
-        end = data.rfind(b"\n", pos, pos + step) + 1 if pos + step < len(data) else len(data)
-        chunks.append(data[pos:end])
-        pos = end
+    chunks = chunked(data, 1 << 20)
 
     def snapshot(parallel_min: int) -> object:
         monkeypatch.setattr(fast, "PARALLEL_MIN", parallel_min)
@@ -147,12 +152,7 @@ def test_a_span_since_a_time_counts_as_the_regex_path_does() -> None:
     different moments and their estimates differ within the stated bounds)."""
     cap = 200_000
     data = flood(60_000, seed=3)
-    step = 1 << 20
-    chunks, pos = [], 0
-    while pos < len(data):
-        end = data.rfind(b"\n", pos, pos + step) + 1 if pos + step < len(data) else len(data)
-        chunks.append(data[pos:end])
-        pos = end
+    chunks = chunked(data, 1 << 20)
     since = float(T0 + 17)  # inside the first chunk
 
     def snapshot(accelerate: bool) -> tuple[object, ...]:
