@@ -289,3 +289,39 @@ def test_a_time_only_python_can_judge_is_counted_or_dropped_as_python_does(kind:
     assert_same_stats(fmt, [chunk, chunk[: len(chunk) // 2]])
     slow = history(fmt, [chunk], False)
     assert 0 < slow.unparsed < slow.servers["web1"].lines  # Python dropped the impossible ones
+
+
+@needs_ext
+@pytest.mark.parametrize("since", ["all", "1h"])
+def test_stats_says_in_one_line_when_a_format_is_read_the_slower_way(
+    tmp_path: Any, since: str
+) -> None:
+    """The operator hears why a log_format is counted by the regex path, for a whole log and
+    for a span alike; the numbers are right either way."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time as _time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "access.log"
+    stamp = _time.strftime("%d/%b/%Y:%H:%M:%S +0000", _time.gmtime())
+    log.write_text("".join(f"198.51.100.{i}:404 [{stamp}]\n" for i in range(1, 31)))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[servers.here]\nhost = "local"\n\n[services.www]\nservers = ["here"]\n'
+        f'access_log = "{log}"\nlog_format = "$remote_addr:$status [$time_local]"\n'
+        f'url = "http://127.0.0.1:9/"\ncontrol_dir = "{tmp_path}/control"\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "opsconsole", "--config", str(config), "stats", "www",
+         "--since", since, "--json"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["requests"] == 30
+    notes = [line for line in proc.stderr.splitlines() if "slower regex path" in line]
+    assert len(notes) == 1 and "$remote_addr followed by ':'" in notes[0]

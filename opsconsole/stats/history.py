@@ -43,13 +43,13 @@ class HistoryCounts(TrafficCounts):
         self.clock = clock
         self.status_total: Counter[bytes] = Counter()
         self.distinct: DistinctCounter | None = None  # once "client" is pruned
-        # A log read whole: the optional C extension counts whole chunks, in any format whose
-        # regex its scanner reproduces (fast.why_not says why another is not).
+        # The optional C extension counts whole chunks, in any format whose regex its scanner
+        # reproduces (fast.why_not says why another is not).
         self._program = fast.program(self.format) if fast.available() and accelerate else None
         self._fast = self._program is not None
         self.slow_path: str | None = None
-        """Why a whole log is counted by the (slower) Python path, if it is."""
-        if since is None and accelerate and self._program is None:
+        """Why the log is counted by the (slower) Python path, if it is."""
+        if accelerate and self._program is None:
             self.slow_path = fast.why_not(self.format)
         self.hll: bytearray | None = fast.new_hll() if self._fast else None
         """With the extension: a HyperLogLog of every client, for unique_ips."""
