@@ -130,6 +130,10 @@ class _Last:
         self.args, self.result = args, result
         return result
 
+    def forget(self) -> None:
+        """Drop what is kept (a 500,000-block state is not held after its apply)."""
+        self.args = self.result = None
+
 
 def _same(a: object, b: object) -> bool:
     return a is b or (type(a) is type(b) and type(a) in (str, int, datetime) and a == b)
@@ -309,27 +313,31 @@ async def apply_change(
     if confirm_within is not None and not 0 <= confirm_within <= MAX_CONFIRM:
         raise UsageError(f"confirm-within {confirm_within!r}: expected 0 to {MAX_CONFIRM:.0f} s")
     when = (now or datetime.now(UTC)).replace(microsecond=0)
-    results = await asyncio.gather(
-        *(
-            apply_on_server(
-                transports[name],
-                svc,
-                config.servers[name],
-                edit,
-                operator=operator,
-                now=when,
-                dry_run=dry_run,
-                confirm_within=confirm_within,
-                expected_version=(
-                    expected_versions.get(name) if expected_versions is not None
-                    else expected_version
-                ),
-                pid_file=(pid_files or {}).get(name),
-                on_progress=on_progress,
+    try:
+        results = await asyncio.gather(
+            *(
+                apply_on_server(
+                    transports[name],
+                    svc,
+                    config.servers[name],
+                    edit,
+                    operator=operator,
+                    now=when,
+                    dry_run=dry_run,
+                    confirm_within=confirm_within,
+                    expected_version=(
+                        expected_versions.get(name) if expected_versions is not None
+                        else expected_version
+                    ),
+                    pid_file=(pid_files or {}).get(name),
+                    on_progress=on_progress,
+                )
+                for name in svc.servers
             )
-            for name in svc.servers
-        )
-    )  # fmt: skip
+        )  # fmt: skip
+    finally:
+        for memo in (_edited, _next, _risk, _diff, _files):
+            memo.forget()
     events = [ev for _, ev in results if ev is not None]
     if events:
         audit.append_local(audit_trail or audit.default_trail(), events)
