@@ -272,8 +272,9 @@ async def connect_ssh(
         "keepalive_interval": keepalive_interval,
         "keepalive_count_max": 3,
         "config": () if ssh_config is None else list(ssh_config),
-        "encryption_algs": _ciphers(),
     }
+    if not ssh_config:  # an OpenSSH config given may choose its own Ciphers: never override it
+        kw["encryption_algs"] = _ciphers()
     if server.port is not None:
         kw["port"] = server.port
     if server.user is not None:
