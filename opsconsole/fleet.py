@@ -257,21 +257,24 @@ class Fleet:
                 # One batch is counted in the worker while the next is read: reading and
                 # counting overlap (the worker runs them in order, one at a time).
                 counting: asyncio.Future[None] | None = None
+
+                async def count(batch: list[bytes]) -> None:
+                    nonlocal counting
+                    if counting is not None:
+                        await counting
+                    counting = self.submit(sink.add_chunk, b"".join(batch), server)
+
                 try:
                     async for chunk in read_range(t, path, start, size):
                         batch.append(chunk)
                         pending += len(chunk)
                         if pending >= HISTORY_BATCH:
-                            if counting is not None:
-                                await counting
-                            counting = self.submit(sink.add_chunk, b"".join(batch), server)
+                            await count(batch)
                             done, batch, pending = done + pending, [], 0
                             if progress:
                                 progress(server, done, size - start)
                     if batch:
-                        if counting is not None:
-                            await counting
-                        counting = self.submit(sink.add_chunk, b"".join(batch), server)
+                        await count(batch)
                 finally:
                     if counting is not None:
                         await asyncio.wait([counting])  # never leave a count running behind us

@@ -53,14 +53,12 @@ class HistoryCounts(TrafficCounts):
             self.slow_path = fast.why_not(self.format)
         self.hll: bytearray | None = fast.new_hll() if self._fast else None
         """With the extension: a HyperLogLog of every client, for unique_ips."""
-        self._tally = (
-            fast.Tally([f for f, d in _TALLIED if self._has(d)] + ["others", "seconds"], hll=True)
-            if self._fast
-            else None
-        )
-        """The C tables the fast path counts into (see :meth:`settle`)."""
         self._fields = [f for f, d in _TALLIED if self._has(d)] + ["others", "seconds"]
-        self._side = fast.Tally(self._fields, hll=True) if self._fast and since else None
+        self._tally = fast.Tally(self._fields, hll=True) if self._fast else None
+        """The C tables the fast path counts into (see :meth:`settle`)."""
+        self._side = (
+            fast.Tally(self._fields, hll=True) if self._fast and since is not None else None
+        )
         """With ``since``: where a chunk is counted first, merged into the tally only if none
         of its lines is older than ``since`` (else the Python path counts the chunk)."""
 
