@@ -129,6 +129,9 @@ class ServerConfig:
         return self.host == "local"
 
 
+READ_MODES = ("raw", "aggregate", "auto")
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     name: str
@@ -145,6 +148,11 @@ class ServiceConfig:
     """Directory holding the rendered snippets, the state and the audit trail of the service."""
     nginx_test: str = "nginx -t"
     nginx_reload: str = "nginx -s reload"
+    mode: str = "raw"
+    """How the live console reads the log (DESIGN §4): "raw" streams the lines and parses them
+    here; "aggregate" parses on each server (``python3 -``, nothing installed) and ships
+    per-second summaries; "auto" streams raw and aggregates while the raw stream falls behind.
+    A server without a usable python3 stays raw and says so."""
 
     # "{server}" in a path or command stands for the server's name, for fleets (and the local
     # rehearsal lab) where servers of one service keep their files in different places.
@@ -426,8 +434,12 @@ def parse_config(data: dict[str, Any], path: Path) -> Config:
         cdir = r.text("control_dir", ServiceConfig.control_dir, "an absolute path")
         if not cdir.startswith("/") or any(ch in cdir for ch in "\n\x00"):
             raise r.error("control_dir", f"expected an absolute path, got {cdir!r}")
+        mode = r.text("mode", "raw", '"raw", "aggregate" or "auto"')
+        if mode not in READ_MODES:
+            raise r.error("mode", f'expected "raw", "aggregate" or "auto", got {mode!r}')
         services[name] = ServiceConfig(
             name=name,
+            mode=mode,
             servers=tuple(names),
             access_log=log,
             kind=kind,

@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -23,6 +25,7 @@ from typing import Protocol, TypeVar
 from .config import Config, ServiceConfig
 from .errors import OperationError
 from .health.report import Status
+from .logs.aggregate import AgentFollower, AgentUnavailable, read_rows
 from .logs.follow import FollowPhase, FollowState, LogFollower
 from .logs.history import file_size, read_range
 from .logs.parse import LineParser
@@ -36,10 +39,22 @@ from .transport.pool import ConnectionPool
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
+
 BEHIND_SHOWN = 5.0
 """A server whose counts are this many seconds or more behind its log (lines written and not
 counted yet) says so: "behind by N s".  Below it is the log's one-second resolution, nginx's
 buffering and a chunk in flight."""
+
+AUTO_BEHIND = BEHIND_SHOWN
+"""``mode = "auto"``: the agent takes over a server whose raw stream is this far behind…"""
+AUTO_AFTER = 3
+"""… at this many looks in a row (one a second)."""
+AUTO_BACK_AFTER = 60.0
+"""Raw takes over again once the agent has seen, over this many seconds, at most half the line
+rate the raw stream could count."""
+RATE_SPAN = 10.0
+"""Seconds over which the raw stream's counting rate is measured when it falls behind."""
 
 HISTORY_BATCH = 4 << 20
 """Bytes of complete lines counted at once when reading history: bigger batches cost less per
@@ -100,6 +115,12 @@ class ServerFeed:
     behind: float = 0.0
     """Seconds the counts lag behind the log, by the server's clock, while lines written on
     the server wait to be read (0 when caught up): the console cannot keep up."""
+    mode: str = "raw"
+    """How the log is read now: "raw" (lines streamed here) or "aggregate" (the agent
+    parses on the server and ships summaries, DESIGN §4)."""
+    note: str = ""
+    """Why the mode is what it is, when that is not what the config asked for or when ``auto``
+    switched ("python3 not found on web2", "the raw stream fell 12s behind")."""
 
     @property
     def connected(self) -> bool:
@@ -127,9 +148,11 @@ def server_state(link: ServerStatus | None, feed: ServerFeed | None) -> tuple[St
     if feed is None:
         return Status.WARN, "no log feed"
     if feed.lagging:
-        return Status.WARN, f"behind by {feed.behind:.0f}s (the console cannot keep up)"
+        where = "the server" if feed.mode == "aggregate" else "the console"
+        return Status.WARN, f"behind by {feed.behind:.0f}s ({where} cannot keep up)"
     if feed.connected:
-        return Status.OK, "following the log"
+        text = "aggregating on the server" if feed.mode == "aggregate" else "following the log"
+        return Status.OK, f"{text} ({feed.note})" if feed.note else text
     return feed.state.status, feed.error or feed.detail or feed.state.value
 
 
@@ -150,6 +173,8 @@ class Fleet:
         self.pool = pool or ConnectionPool(
             config.servers, max_attempts=max_attempts, connect_timeout=connect_timeout
         )
+        self._no_agent: set[str] = set()
+        """Servers whose aggregating agent cannot run: their history is read raw."""
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsconsole-count")
         """Where every parse and count runs: one thread, so the counts need no locks and the
         front end's event loop stays free while a flood is parsed."""
@@ -252,6 +277,18 @@ class Fleet:
                 if until is not None:
                     size = await find_offset(t, path, size, until, parser)
                 done = 0
+                if self._agent_reads(svc, server, sink):
+                    try:
+                        done = await self._read_parsed(t, server, path, start, size, sink, progress)
+                        feed.state, feed.mode = FeedState.READ, "aggregate"
+                        return
+                    except AgentUnavailable as e:
+                        feed.mode, feed.note = "raw", f"raw: {unprefixed(str(e), server)}"
+                        self._no_agent.add(server)
+                        log.warning("%s: reading raw: %s", server, e)
+                        start += e.done  # what the agent did read counts once
+                feed.mode = "raw"
+                done = 0
                 batch: list[bytes] = []
                 pending = 0
                 # One batch is counted in the worker while the next is read: reading and
@@ -287,6 +324,51 @@ class Fleet:
 
         await asyncio.gather(*(one(s) for s in svc.servers))
         return feeds
+
+    def _agent_reads(self, svc: ServiceConfig, server: str, sink: Sink) -> bool:
+        """Whether a history read of ``server`` goes through the aggregating agent: the
+        service aggregates, the sink takes parsed rows and the agent was not refused here."""
+        return (
+            svc.mode == "aggregate"
+            and server not in self._no_agent
+            and callable(getattr(sink, "add_parsed", None))
+        )
+
+    async def _read_parsed(
+        self,
+        t: Transport,
+        server: str,
+        path: str,
+        start: int,
+        end: int,
+        sink: Sink,
+        progress: Progress | None,
+    ) -> int:
+        """Bytes ``[start, end)`` parsed by the agent on the server into ``sink``; returns the
+        bytes read (also when AgentUnavailable interrupts it: the caller reads the rest)."""
+        done = 0
+        counting: asyncio.Future[None] | None = None
+        add = sink.add_parsed  # type: ignore[attr-defined]
+        python = self.config.servers[server].python
+        try:
+            async for parsed, step in read_rows(
+                t, path, sink.parser.format, start, end, server=server, python=python
+            ):
+                if counting is not None:
+                    await counting
+                counting = self.submit(add, parsed, server)
+                done += step
+                if progress:
+                    progress(server, done, end - start)
+        except AgentUnavailable as e:
+            e.done = done
+            raise
+        finally:
+            if counting is not None:
+                await asyncio.wait([counting])
+        if counting is not None:
+            await counting
+        return done
 
     def pipeline(
         self, service: str, *, window: float | None = None, top_n: int = 20
@@ -395,7 +477,19 @@ class ServicePipeline:
         self.feeds = {name: ServerFeed() for name in svc.servers}
         self._latest = self.window.snapshot(svc.name, top_n=top_n)
         self._tasks: list[asyncio.Task[None]] = []
-        self._followers: dict[str, LogFollower] = {}
+        self._followers: dict[str, LogFollower | AgentFollower] = {}
+        self.agent_flush = 0.25
+        """Seconds between the agent's summaries (the latency it adds)."""
+        self.auto_back_after = AUTO_BACK_AFTER
+        self._switch: set[str] = set()
+        """Servers whose reader should hand over to the other mode (``auto``)."""
+        self._raw_only: set[str] = set()
+        """Servers whose agent cannot run: raw for good."""
+        self._agent_files: dict[str, list[tuple[str, int]]] = {}
+        self._rates: dict[str, deque[tuple[float, int]]] = {}
+        self._late: dict[str, int] = {}
+        self._capacity: dict[str, float] = {}
+        """Lines per second the raw stream counted when it fell behind (``auto``)."""
 
     def start(self, *, publish: bool = True) -> None:
         """Follow every server; ``publish``: refresh the snapshot every second by itself."""
@@ -431,6 +525,7 @@ class ServicePipeline:
         """Expire the window and publish a fresh snapshot now."""
         self._latest = await self.fleet.work(self._compute)
         self._measure_lag()
+        self._auto()
         return self._latest
 
     def _measure_lag(self) -> None:
@@ -443,6 +538,10 @@ class ServicePipeline:
                 feed.behind = 0.0
             else:
                 feed.behind = float(max(0, follower.server_time - totals.newest))
+
+    def modes(self) -> dict[str, tuple[str, str]]:
+        """Per server, how its log is read now ("raw" or "aggregate") and why, if chosen."""
+        return {name: (feed.mode, feed.note) for name, feed in self.feeds.items()}
 
     def behind(self) -> dict[str, float]:
         """Per server, the seconds its counts lag behind its log (0: caught up)."""
@@ -477,6 +576,22 @@ class ServicePipeline:
                 feed.state, feed.error = FeedState.FAILED, unprefixed(str(e), server)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
+        files = [(file_id, start)]
+        aggregate = self.svc.mode == "aggregate"
+        while True:
+            if aggregate:
+                try:
+                    files = await self._follow_agent(server, files)
+                except AgentUnavailable as e:
+                    feed.mode, feed.note = "raw", f"raw: {unprefixed(str(e), server)}"
+                    self._raw_only.add(server)
+                    log.warning("%s: reading raw: %s", server, e)
+                    files = self._agent_files.pop(server, files)
+            aggregate = True
+            files = await self._follow_raw(server, files)
+
+    def _on_state(self, server: str) -> Callable[[FollowState], None]:
+        feed = self.feeds[server]
 
         def on_state(state: FollowState) -> None:
             feed.state = _PHASES[state.phase]
@@ -485,13 +600,96 @@ class ServicePipeline:
             else:
                 feed.error = feed.detail = unprefixed(state.describe(), server)
 
+        return on_state
+
+    async def _follow_raw(self, server: str, files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Stream the log raw until ``auto`` wants the agent; the positions reached."""
+        feed = self.feeds[server]
+        feed.mode = "raw"
+        file_id, start = files[-1]
         follower = LogFollower(
             lambda: self.fleet.pool.get(server),
-            path,
+            self.svc.access_log_on(server),
             start_offset=start,
             start_file_id=file_id,
-            on_state=on_state,
+            on_state=self._on_state(server),
         )
         self._followers[server] = follower
-        async for chunk in follower.chunks():
-            await self.fleet.work(self.window.add_chunk, chunk, server)
+        self._switch.discard(server)
+        async with contextlib.aclosing(follower.chunks()) as chunks:
+            async for chunk in chunks:
+                await self.fleet.work(self.window.add_chunk, chunk, server)
+                if server in self._switch:
+                    break
+        await follower.close()
+        return [(f, o) for f, o, _ in follower.positions()] or files
+
+    async def _follow_agent(
+        self, server: str, files: list[tuple[str, int]]
+    ) -> list[tuple[str, int]]:
+        """Follow through the agent until ``auto`` wants raw again; the positions reached.
+        Raises AgentUnavailable (the positions are then in ``_agent_files``)."""
+        feed = self.feeds[server]
+        follower = AgentFollower(
+            lambda: self.fleet.pool.get(server),
+            self.svc.access_log_on(server),
+            self.window.format,
+            server=server,
+            python=self.fleet.config.servers[server].python,
+            files=files,
+            on_state=self._on_state(server),
+            flush=self.agent_flush,
+        )
+        self._followers[server] = follower
+        self._switch.discard(server)
+        try:
+            async with contextlib.aclosing(follower.summaries()) as summaries:
+                async for summary in summaries:
+                    if feed.mode != "aggregate":
+                        feed.mode = "aggregate"
+                    await self.fleet.work(self.window.add_summary, summary, server)
+                    if server in self._switch:
+                        break
+        except AgentUnavailable:
+            self._agent_files[server] = [(f, o) for f, o, _ in follower.files] or files
+            raise
+        finally:
+            await follower.close()
+        return [(f, o) for f, o, _ in follower.files]
+
+    def _auto(self) -> None:
+        """``mode = "auto"``: ask a server's reader to switch when the raw stream has fallen
+        ``AUTO_BEHIND`` s behind for ``AUTO_AFTER`` looks (the agent takes over), or when the
+        agent has for ``auto_back_after`` s seen at most half the rate the raw stream could
+        count (raw takes over again)."""
+        now = time.monotonic()
+        for server, feed in self.feeds.items():
+            totals = self.window.servers.get(server)
+            lines = totals.lines if totals is not None else 0
+            seen = self._rates.setdefault(server, deque())
+            seen.append((now, lines))
+            while seen and seen[0][0] < now - max(RATE_SPAN, self.auto_back_after):
+                seen.popleft()
+            if self.svc.mode != "auto" or server in self._switch or not feed.connected:
+                continue
+            if feed.mode == "raw" and server not in self._raw_only:
+                self._late[server] = (
+                    self._late.get(server, 0) + 1 if feed.behind >= AUTO_BEHIND else 0
+                )
+                if self._late[server] >= AUTO_AFTER:
+                    recent = [(t, n) for t, n in seen if t >= now - RATE_SPAN]
+                    span = recent[-1][0] - recent[0][0]
+                    self._capacity[server] = (recent[-1][1] - recent[0][1]) / span if span else 0
+                    feed.note = f"auto: the raw stream fell {feed.behind:.0f}s behind"
+                    self._late[server] = 0
+                    self._switch.add(server)
+            elif feed.mode == "aggregate" and feed.behind == 0:
+                follower = self._followers.get(server)
+                one_file = isinstance(follower, AgentFollower) and len(follower.files) == 1
+                span = seen[-1][0] - seen[0][0]
+                if not one_file or span < self.auto_back_after * 0.95:
+                    continue
+                rate = (seen[-1][1] - seen[0][1]) / span
+                if rate <= self._capacity.get(server, 0.0) / 2:
+                    feed.note = ""
+                    self._switch.add(server)

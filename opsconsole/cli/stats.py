@@ -122,6 +122,7 @@ async def _follow(config: Config, args: argparse.Namespace, window: float) -> in
     pipeline = fleet.pipeline(args.service, window=window, top_n=args.top)
     pipeline.start(publish=False)
     errors: dict[str, str | None] = {}
+    notes: dict[str, str] = {}
     try:
         next_tick = time.monotonic() + 1.0
         while True:
@@ -132,9 +133,15 @@ async def _follow(config: Config, args: argparse.Namespace, window: float) -> in
                     errors[name] = feed.error
                     if feed.error:
                         print(f"opsconsole: {name}: {feed.error}", file=sys.stderr)
+                if feed.note != notes.get(name, ""):
+                    notes[name] = feed.note
+                    if feed.note:
+                        print(f"opsconsole: {name}: {feed.note}", file=sys.stderr)
             snap = await pipeline.refresh()
             if args.json:
-                out = snap.to_json(pipeline.connected(), dict(errors), pipeline.behind())
+                out = snap.to_json(
+                    pipeline.connected(), dict(errors), pipeline.behind(), pipeline.modes()
+                )
                 print(json.dumps(out), flush=True)
             else:
                 print(render_line(snap, pipeline.behind()), flush=True)

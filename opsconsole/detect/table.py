@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..logs.logformat import LogFormat, compile_format
-from ..logs.parse import LineParser
+from ..logs.parse import LineParser, ParsedChunk
 
 EXTRA = frozenset({"referer"})
 """The fields the analysis needs beyond the statistics' (``combined`` has them all)."""
@@ -95,7 +95,10 @@ class RequestLog:
         return len(self.cols["t"])
 
     def add_chunk(self, chunk: bytes, server: str = "") -> None:
-        parsed = self.parser.parse(chunk)
+        self.add_parsed(self.parser.parse(chunk), server)
+
+    def add_parsed(self, parsed: ParsedChunk, server: str = "") -> None:
+        """Add rows parsed already (by the aggregating agent on the server, DESIGN §4)."""
         self.lines += parsed.lines
         self.unparsed += parsed.unparsed
         rows = parsed.rows

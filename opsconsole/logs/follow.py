@@ -30,7 +30,7 @@ import enum
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -137,6 +137,14 @@ class LogFollower:
         current = self._current()
         return current.file_id if current else self._start[1]
 
+    def positions(self) -> list[tuple[str, int, bool]]:
+        """(file id, offset of the last complete line delivered, whether it is the live file) of
+        every file being read: where another reader resumes (after :meth:`close`, exact)."""
+        if not self._files:
+            offset, file_id = self._start
+            return [(file_id, offset or 0, True)] if file_id else []
+        return [(f.file_id, f.offset, f.current) for f in self._files]
+
     @property
     def backlog(self) -> int:
         """Bytes the live file held at the last look (about once a second) beyond what was
@@ -169,7 +177,7 @@ class LogFollower:
         await self._stop_all()
         self._set(FollowPhase.CLOSED)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Complete lines as bytes, one or more per chunk, until :meth:`close`."""
         try:
             while not self._closed:

@@ -111,6 +111,10 @@ class DistinctCounter:
         for other in others:
             self._add_hashes(other.hashes())
 
+    def add_hashes(self, hashes: Iterable[int]) -> None:
+        """Merge the 64-bit hashes (:func:`hash64`) of a sketch built elsewhere (the agent)."""
+        self._add_hashes(hashes)
+
     def _add_hashes(self, hashes: Iterable[int]) -> None:
         heap, members, k = self._heap, self._members, self.k
         for h in hashes:

@@ -94,10 +94,13 @@ class Snapshot:
         connected: dict[str, bool] | None = None,
         errors: dict[str, str | None] | None = None,
         behind: dict[str, float] | None = None,
+        modes: dict[str, tuple[str, str]] | None = None,
     ) -> dict[str, Any]:
         """The ``stats --json`` object.  ``connected`` gives each server's link state,
-        ``errors`` why a server could not be read (None when it was) and ``behind`` (live
-        only) how many seconds its counts lag behind its log (0: caught up)."""
+        ``errors`` why a server could not be read (None when it was), ``behind`` (live
+        only) how many seconds its counts lag behind its log (0: caught up) and ``modes``
+        (live only) how it is read: "raw" or "aggregate", and why when that is a choice made
+        for it (``mode_note``)."""
         connected = connected or {}
         servers: dict[str, dict[str, Any]] = {
             name: {"requests": n, "connected": connected.get(name, True)}
@@ -112,6 +115,11 @@ class Snapshot:
         if behind is not None:
             for name, entry in servers.items():
                 entry["behind_s"] = round(behind.get(name, 0.0))
+        for name, (mode, note) in (modes or {}).items():
+            if name in servers:
+                servers[name]["mode"] = mode
+                if note:
+                    servers[name]["mode_note"] = note
         out: dict[str, Any] = {
             "service": self.service,
             "from": _iso(self.time_from),

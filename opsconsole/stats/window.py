@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 
 from ..logs.logformat import LogFormat
+from ..logs.summary import AgentSecond, AgentSummary
 from .sketch import DistinctCounter, SeenFilter
 from .snapshot import Snapshot
 from .traffic import SecondBucket, TrafficCounts
@@ -65,29 +66,73 @@ class LiveWindow(TrafficCounts):
         for sec, group in groups:
             if sec <= horizon:
                 continue  # already outside the window: it counts in rates only
-            bucket = self._bucket(sec)
             adds = {dim: Counter(map(get, group)) for dim, get in self._get.items()}
             adds["net"] = self._net_counts(group)
-            for dim, counts in adds.items():
-                window = self.nets if dim == "net" else self.top[dim]
-                self._merge(window, counts)
-                held = bucket.counts.setdefault(dim, Counter())
-                held.update(counts)
-                if len(held) > self.bucket_cap:
-                    # Bound memory under a flood of distinct keys: keep this second's largest
-                    # counts, and take the dropped tail out of the window too, so the window
-                    # stays exactly the sum of its seconds.
-                    kept = heapq.nlargest(self.bucket_cap // 2, held.items(), key=itemgetter(1))
-                    dropped = held
-                    for key, _ in kept:
-                        del dropped[key]
-                    window.subtract(dropped)
-                    bucket.counts[dim] = Counter(dict(kept))
-                    bucket.trimmed.add(dim)
-            if bucket.distinct is None:
-                bucket.distinct = DistinctCounter(1024)
-            bucket.distinct.add_many(set(adds["client"]))
-            bucket.new_ips += self.seen.add_new(adds["client"], float(sec))
+            self._add_second(sec, adds)
+
+    def add_summary(self, summary: AgentSummary, server: str = "") -> None:
+        """Count what the aggregating agent read on ``server`` (DESIGN §4): the same counters
+        as :meth:`add_chunk` on the same lines, to within the agent's cut-off tails."""
+        totals = self._account(server, summary.lines, summary.unparsed, summary.samples)
+        epoch = self.parser.epoch
+        per_second: Counter[tuple[bytes, bytes]] = Counter()
+        seconds: dict[bytes, int | None] = {}
+        good: list[tuple[int, AgentSecond]] = []
+        for second in summary.seconds:
+            sec = epoch(second.time)
+            if sec is None:  # a time of the right shape but no date: unparsed, as raw
+                bad = sum(second.status.values())
+                totals.unparsed += bad
+                self.unparsed += bad
+                continue
+            seconds[second.time] = sec
+            for status, n in second.status.items():
+                per_second[second.time, status] += n
+            good.append((sec, second))
+        if not good:
+            return
+        lo = min(sec for sec, _ in good)
+        self.earliest = lo if self.earliest is None else min(self.earliest, lo)
+        self._count_seconds(server, totals, sum(per_second.values()), per_second, seconds)
+        horizon = self._horizon()
+        for sec, second in good:
+            if sec <= horizon:
+                continue
+            adds = {d: c for d, c in second.dims.items() if d in self._get or d == "net"}
+            adds["status"] = second.status
+            self._add_second(sec, adds, second)
+
+    def _add_second(
+        self, sec: int, adds: dict[str, Counter[bytes]], agent: AgentSecond | None = None
+    ) -> None:
+        """Add one second's counts (of one chunk or one agent message) to the window."""
+        bucket = self._bucket(sec)
+        for dim, counts in adds.items():
+            window = self.nets if dim == "net" else self.top[dim]
+            self._merge(window, counts)
+            held = bucket.counts.setdefault(dim, Counter())
+            held.update(counts)
+            if len(held) > self.bucket_cap:
+                # Bound memory under a flood of distinct keys: keep this second's largest
+                # counts, and take the dropped tail out of the window too, so the window
+                # stays exactly the sum of its seconds.
+                kept = heapq.nlargest(self.bucket_cap // 2, held.items(), key=itemgetter(1))
+                dropped = held
+                for key, _ in kept:
+                    del dropped[key]
+                window.subtract(dropped)
+                bucket.counts[dim] = Counter(dict(kept))
+                bucket.trimmed.add(dim)
+        if bucket.distinct is None:
+            bucket.distinct = DistinctCounter(1024)
+        clients = adds.get("client", Counter())
+        bucket.distinct.add_many(set(clients))
+        bucket.new_ips += self.seen.add_new(clients, float(sec))
+        if agent is not None:
+            bucket.trimmed.update(agent.trimmed)
+            if agent.hashes:
+                bucket.distinct.add_hashes(agent.hashes)
+            bucket.new_ips += agent.new_cut
 
     # ------------------------------------------------------------- the window
     def _horizon(self) -> int:

@@ -88,8 +88,11 @@ class Transport(Protocol):
         ``sh -c``.  Never pass anything else here: the string reaches a shell as it is."""
         ...
 
-    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> Stream:
-        """Start a long-running command and return its stdout stream."""
+    async def open_stream(
+        self, argv: Sequence[str], *, privileged: bool = False, input: bytes | None = None
+    ) -> Stream:
+        """Start a long-running command and return its stdout stream (``input``: written to
+        its stdin, then end of file; otherwise stdin is empty)."""
         ...
 
     async def close(self) -> None: ...
@@ -187,7 +190,9 @@ class Unreachable:
     ) -> RunResult:
         raise self.error
 
-    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> Stream:
+    async def open_stream(
+        self, argv: Sequence[str], *, privileged: bool = False, input: bytes | None = None
+    ) -> Stream:
         raise self.error
 
     async def close(self) -> None:

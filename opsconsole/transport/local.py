@@ -116,17 +116,30 @@ class LocalTransport:
     ) -> RunResult:
         return await self.run(["sh", "-c", command], timeout=timeout, privileged=privileged)
 
-    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> LocalStream:
+    async def open_stream(
+        self, argv: Sequence[str], *, privileged: bool = False, input: bytes | None = None
+    ) -> LocalStream:
         argv = self._argv(argv, privileged)
+        pipe = asyncio.subprocess.PIPE
+        stdin = asyncio.subprocess.DEVNULL if input is None else pipe
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                *argv, stdin=stdin, stdout=pipe, stderr=pipe
             )
+        except FileNotFoundError:
+            # What a shell (and so a server) says of a missing command: status 127.
+            missing = 'echo "sh: 1: $0: not found" >&2; exit 127'
+            proc = await asyncio.create_subprocess_exec(
+                "sh", "-c", missing, argv[0], stdout=pipe, stderr=pipe
+            )
+            return LocalStream(proc)
         except OSError as e:
             raise TransportError(f"{argv[0]}: {e.strerror}") from None
+        if input is not None and proc.stdin is not None:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                proc.stdin.write(input)
+                await proc.stdin.drain()
+            proc.stdin.close()
         return LocalStream(proc)
 
     async def close(self) -> None:

@@ -221,17 +221,25 @@ class SSHTransport:
     ) -> RunResult:
         return await self.run(["sh", "-c", command], timeout=timeout, privileged=privileged)
 
-    async def open_stream(self, argv: Sequence[str], *, privileged: bool = False) -> SSHStream:
+    async def open_stream(
+        self, argv: Sequence[str], *, privileged: bool = False, input: bytes | None = None
+    ) -> SSHStream:
         try:
             process = await self._conn.create_process(
                 self._command(argv, privileged),
-                stdin=asyncssh.DEVNULL,
+                stdin=asyncssh.DEVNULL if input is None else asyncssh.PIPE,
                 encoding=None,
                 window=STREAM_WINDOW,
                 max_pktsize=STREAM_PACKET,
             )
         except (asyncssh.Error, OSError) as e:
             raise self._lost(argv[0], e) from None
+        if input is not None:
+            try:
+                process.stdin.write(input)
+                process.stdin.write_eof()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it ended before reading its input: its exit status says why
         return SSHStream(self.name, process)
 
     async def close(self) -> None:
