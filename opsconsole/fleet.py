@@ -478,7 +478,7 @@ class ServicePipeline:
         self._latest = self.window.snapshot(svc.name, top_n=top_n)
         self._tasks: list[asyncio.Task[None]] = []
         self._followers: dict[str, LogFollower | AgentFollower] = {}
-        self.agent_flush = 0.25
+        self.agent_flush = 0.5
         """Seconds between the agent's summaries (the latency it adds)."""
         self.auto_back_after = AUTO_BACK_AFTER
         self._switch: set[str] = set()

@@ -127,13 +127,13 @@ async def test_the_agents_summaries_give_the_numbers_raw_mode_gives(tmp_path: Pa
             t = time.strftime(STAMP, time.gmtime()).encode()
             line = b'198.18.%d.%d - - [%s] "GET /live/%d HTTP/1.1" 404 9 "-" "bot"\n'
             with lab.access_log("www", ("web1", "web2")[i % 2]).open("ab") as f:
-                f.write(b"".join(line % (i, j, t, j) for j in range(50)))
+                f.write(b"".join(line % (i, j, t, j) for j in range(10)))
             await asyncio.sleep(0.05)
-        total = in_window + 20 * 50
+        total = in_window + 20 * 10
         await wait_until(lambda: agg.window.requests >= total and raw.window.requests >= total)
         await asyncio.sleep(1.5)
         a, b = await snapshots(raw, agg)
-        expected = sum(1 for r in reqs if a.time_from < int(r.time) <= a.time_to) + 2 * 4 + 1000
+        expected = sum(1 for r in reqs if a.time_from < int(r.time) <= a.time_to) + 2 * 4 + 200
         assert a.requests == expected and a.unparsed == 2 * 2  # garbage, month "Foo": per server
         for p in (raw, agg):  # two per server
             assert p.window.nets.counts[b"2001:db8:7::/48"] == 4
@@ -406,6 +406,11 @@ async def test_suggest_reads_through_the_agent_and_says_what_raw_mode_says(
             text = re.sub(r"suggested \d\d:\d\d UTC", "suggested HH:MM UTC", json.dumps(out))
             results[mode] = json.loads(text)
         assert results["raw"]["suggestions"], results["raw"]
+        # The sample requests shown with a rule are the first few it matches in the order the
+        # servers' batches arrived, which two reads of two servers need not share: as many.
+        for result in results.values():
+            for s in result["suggestions"]:
+                s["samples"] = len(s["samples"])
         pairs = zip(results["raw"]["suggestions"], results["aggregate"]["suggestions"], strict=True)
         for a, b in pairs:
             assert {k: (v, b.get(k)) for k, v in a.items() if v != b.get(k)} == {}

@@ -12,10 +12,11 @@ Two modes:
 * ``follow``: follow the log from given offsets like ``tail -F`` (a rotated file is drained, a
   new one read from its start, a truncated one re-read from 0) and, every ``flush`` seconds,
   ship what was read: per log second its requests by status, and per dimension (client, path,
-  user agent, method, subnet) its counts, the tail beyond ``bucket_cap`` keys cut off (then a
-  K-minimum-values sketch of that second's clients is shipped too, and how many of the cut-off
-  clients were new).  Each message carries the exact file offsets it covers, so a console that
-  reconnects resumes where the last message ended: no line is lost or counted twice.
+  user agent, method, subnet) its counts, past ``bucket_cap`` keys only the largest half (then
+  a K-minimum-values sketch of that second's clients is shipped too, each hash once, and how
+  many of the cut-off clients were new).  Each message carries the exact file offsets it
+  covers, so a console that reconnects resumes where the last message ended: no line is lost
+  or counted twice.
 * ``read``: parse one byte range of the log and ship the parsed rows (each distinct value sent
   once, then referred to by number): what ``suggest`` and ``stats --since`` analyse.
 
@@ -36,7 +37,7 @@ import sys
 import time
 from collections import Counter
 from stat import S_ISREG
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 AGENT_VERSION = 1
 MAX_KEPT_UNPARSED = 20
@@ -148,6 +149,40 @@ class Second:
         self.counts = {d: Counter() for d in (*DIMS, "net")}  # type: Dict[str, Counter[bytes]]
 
 
+class SecondSketch:
+    """A K-minimum-values sketch of one log second's clients, across messages: once a message
+    cuts that second's clients, every hash that enters it is shipped once (the console keeps
+    the k smallest of what it gets, which holds the k smallest of this server's clients)."""
+
+    __slots__ = ("cut", "heap", "members", "sent", "used")
+
+    def __init__(self) -> None:
+        self.heap: List[int] = []
+        self.members: Set[int] = set()
+        self.sent: Set[int] = set()
+        self.cut = False
+        self.used = time.monotonic()
+
+    def add(self, hashes: List[int], k: int) -> None:
+        heap, members = self.heap, self.members
+        for h in hashes:
+            if h in members:
+                continue
+            if len(heap) < k:
+                heapq.heappush(heap, -h)
+                members.add(h)
+            elif h < -heap[0]:
+                members.discard(-heapq.heappushpop(heap, -h))
+                members.add(h)
+        self.used = time.monotonic()
+
+    def delta(self) -> List[int]:
+        new = sorted(self.members - self.sent)
+        self.sent.update(new)
+        self.sent &= self.members
+        return new
+
+
 class Summary:
     """Everything read since the last message, ready to ship."""
 
@@ -157,6 +192,7 @@ class Summary:
         self.time, self.status_at, self.net_at = g["time"], g["status"], g.get("net")
         self.cap, self.kmv = cap, kmv
         self.seen = Seen()
+        self.sketches = {}  # type: Dict[bytes, SecondSketch]
         self.reset()
 
     def reset(self) -> None:
@@ -198,6 +234,11 @@ class Summary:
             trimmed = []
             sketch = None
             new_cut = 0
+            clients = sec.counts["client"]
+            sk = self.sketches.get(t)
+            if sk is None:
+                sk = self.sketches[t] = SecondSketch()
+            sk.add(list(map(hash64, clients)), self.kmv)
             for dim, counts in sec.counts.items():
                 if not counts:
                     continue
@@ -208,19 +249,24 @@ class Summary:
                         cut = set(counts) - {k for k, _ in kept}
                         new_cut = self.seen.add_new(list(cut), now)
                         self.seen.add_new([k for k, _ in kept], now)
-                        smallest = heapq.nsmallest(self.kmv, set(map(hash64, counts)))
-                        sketch = base64.b64encode(
-                            b"".join(h.to_bytes(8, "little") for h in smallest)
-                        ).decode("ascii")
+                        sk.cut = True
                     counts = Counter(dict(kept))
                 elif dim == "client":
                     self.seen.add_new(list(counts), now)  # what the console sees as new too
                 dims[dim] = {text(k): n for k, n in counts.items()}
+            if sk.cut:
+                hashes = sk.delta()
+                if hashes:
+                    packed = b"".join(h.to_bytes(8, "little") for h in hashes)
+                    sketch = base64.b64encode(packed).decode("ascii")
             status = {text(k): n for k, n in sec.status.items()}
             secs.append([text(t), status, dims, trimmed, sketch, new_cut])
         msg = {"lines": self.lines, "unparsed": self.unparsed, "samples": self.samples}
         msg["secs"] = secs
         self.reset()
+        old = time.monotonic() - 30
+        for t in [t for t, sk in self.sketches.items() if sk.used < old]:
+            del self.sketches[t]  # a second no line has named for 30 s
         return msg
 
 

@@ -33,6 +33,11 @@ from .parse import ParsedChunk
 from .summary import AgentSummary, RowDecoder, SummaryError, decode_summary
 
 MIN_PYTHON = "3.6"
+SHIP_CAP = 200
+"""Distinct values of one list that one message ships for one log second; past it, the
+largest half (the console's own second keeps 2,000 across servers): under a flood of random
+paths and addresses, the tail of single requests stays on the server, and the console keeps
+up."""
 
 
 class AgentUnavailable(Exception):
@@ -90,9 +95,9 @@ class AgentFollower:
         python: str = "python3",
         files: list[tuple[str, int]] | None = None,
         on_state: Callable[[FollowState], None] | None = None,
-        flush: float = 0.25,
+        flush: float = 0.5,
         poll: float = 1.0,
-        bucket_cap: int = 2000,
+        bucket_cap: int = SHIP_CAP,
         backoff: Callable[[], Backoff] = Backoff,
         error_backoff: Callable[[], Backoff] = lambda: Backoff(initial=5.0, maximum=60.0),
     ) -> None:

@@ -47,12 +47,10 @@ class AgentSummary:
 def _counter(value: Any, what: str) -> Counter[bytes]:
     if not isinstance(value, dict):
         raise SummaryError(f"{what}: expected an object")
-    out: Counter[bytes] = Counter()
-    for k, n in value.items():
-        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-            raise SummaryError(f"{what}: a count that is not a number")
-        out[k.encode("latin-1")] = n
-    return out
+    counts = value.values()
+    if not all(type(n) is int for n in counts) or (counts and min(counts) < 0):
+        raise SummaryError(f"{what}: a count that is not a number")
+    return Counter({k.encode("latin-1"): n for k, n in value.items()})
 
 
 def _count(value: Any, what: str) -> int:
