@@ -15,6 +15,7 @@ in the same run:
      follows every server: this process's CPU (cores), its peak RSS, and for every batch the time
      from its write to when it is counted (line -> count latency), p50 / p95 / max.  In aggregate
      mode the agents' CPU (they run on "the servers", here the same machine) is given apart.
+     Each mode runs in a process of its own.
 
 Every phase starts on empty logs and runs --seconds after a 3 s warm-up; the lab is stopped by PID
 at the end.  On a 2-core machine the servers' side (sshd, the agents, the generator) shares the
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import bisect
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -254,20 +256,37 @@ async def console(lab: Lab, names: list[str], rate: int, seconds: float, mode: s
     )  # fmt: skip
 
 
+def in_child(a: argparse.Namespace, names: list[str], mode: str, tmp: Path) -> Phase:
+    """One console phase in a process of its own (its memory is its own)."""
+    argv = [sys.executable, __file__, "--phase", mode, "--servers", str(a.servers),
+            "--rate", str(a.rate), "--seconds", str(a.seconds), "--tmp", str(tmp)]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {mode} failed: {proc.stderr[-2000:]}")
+    return Phase(**json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--servers", type=int, default=10)
     p.add_argument("--rate", type=int, default=2000, help="lines a second per server")
     p.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase")
     p.add_argument("--modes", default="raw,aggregate")
+    p.add_argument("--phase", help=argparse.SUPPRESS)  # internal: one console phase
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
     a = p.parse_args()
     names = [f"web{i}" for i in range(1, a.servers + 1)]
+    if a.phase:
+        tmp = Path(a.tmp)
+        phase = asyncio.run(console(Lab.load(tmp / "lab"), names, a.rate, a.seconds, a.phase, tmp))
+        print(json.dumps(dataclasses.asdict(phase)))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="opsc-floodbench-"))
     lab = Lab.start(tmp / "lab", traffic=False, servers=tuple(names))
     try:
         phases = [reference(lab, names, a.rate, a.seconds, tmp)]
         for mode in a.modes.split(","):
-            phases.append(asyncio.run(console(lab, names, a.rate, a.seconds, mode, tmp)))
+            phases.append(in_child(a, names, mode, tmp))
     finally:
         lab.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,6 +28,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "ssh": (["--lines", "1000000", "--runs", "3"], ["--lines", "100000", "--runs", "1"]),
     "latency": (["--samples", "100"], ["--samples", "10"]),
     "fleet": (["--servers", "20", "--runs", "3"], ["--servers", "3", "--runs", "1"]),
+    "flood-10": (["--servers", "10"], ["--servers", "3", "--rate", "500", "--seconds", "5"]),
+    "flood-50": (["--servers", "50"], ["--servers", "5", "--rate", "500", "--seconds", "5"]),
     "memory-1m": (["--ips", "1000000", "--mode", "window"], ["--ips", "100000"]),
     "memory-5m": (["--ips", "5000000", "--mode", "window"], ["--ips", "200000"]),
     "memory-20m": (["--ips", "20000000", "--mode", "window"], ["--ips", "300000"]),
@@ -42,7 +44,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
 
 
 def script(name: str) -> Path:
-    base = name.split("-")[0] if name.startswith("memory") else name.replace("-", "_")
+    base = name.split("-")[0] if name.startswith(("memory", "flood")) else name.replace("-", "_")
     return HERE / f"{base}_bench.py"
 
 
