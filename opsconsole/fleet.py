@@ -481,6 +481,7 @@ class ServicePipeline:
         self.agent_flush = 0.5
         """Seconds between the agent's summaries (the latency it adds)."""
         self.auto_back_after = AUTO_BACK_AFTER
+        self._stopping = False
         self._switch: set[str] = set()
         """Servers whose reader should hand over to the other mode (``auto``)."""
         self._raw_only: set[str] = set()
@@ -499,6 +500,7 @@ class ServicePipeline:
             self._tasks.append(asyncio.create_task(self._publish(), name="publish"))
 
     async def stop(self) -> None:
+        self._stopping = True  # a reader that ends now hands over to nothing
         for f in self._followers.values():
             with contextlib.suppress(Exception):
                 await f.close()
@@ -587,8 +589,12 @@ class ServicePipeline:
                     self._raw_only.add(server)
                     log.warning("%s: reading raw: %s", server, e)
                     files = self._agent_files.pop(server, files)
+            if self._stopping:
+                return
             aggregate = True
             files = await self._follow_raw(server, files)
+            if self._stopping:
+                return
 
     def _on_state(self, server: str) -> Callable[[FollowState], None]:
         feed = self.feeds[server]
