@@ -22,12 +22,11 @@ import contextlib
 import functools
 import importlib.resources
 import json
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ..transport.base import Backoff, Stream, Transport, TransportError
-from .follow import FollowPhase, FollowState
+from .follow import Following, FollowPhase, FollowState
 from .logformat import LogFormat
 from .parse import ParsedChunk
 from .summary import AgentSummary, RowDecoder, SummaryError, decode_summary
@@ -82,7 +81,7 @@ async def _why_not(stream: Stream, python: str, server: str) -> str | None:
     return f"the agent failed on {server} ({python}: {last})"
 
 
-class AgentFollower:
+class AgentFollower(Following):
     """Follows ``path`` on one server through the aggregating agent."""
 
     def __init__(
@@ -103,7 +102,7 @@ class AgentFollower:
     ) -> None:
         """``files``: (file id, offset) pairs to resume from (a raw follower's positions, or
         where the window starts)."""
-        self._get_transport = get_transport
+        super().__init__(get_transport, on_state, backoff, error_backoff)
         self.path, self.server, self.python = path, server, python
         self._params = {
             "mode": "follow",
@@ -116,16 +115,10 @@ class AgentFollower:
         }
         self.files: list[tuple[str, int, bool]] = [(f, o, True) for f, o in files or []]
         """(file id, offset of the last line counted, whether it is the live file)."""
-        self._on_state = on_state
-        self._backoff, self._error_backoff = backoff(), error_backoff()
-        self.state = FollowState(FollowPhase.STARTING)
-        self.lost: list[str] = []
         self.version: str | None = None
         """The server's Python, once the agent runs."""
         self._size = 0
         self._server_time = 0
-        self._closed = False
-        self._wake = asyncio.Event()
         self._stream: Stream | None = None
 
     @property
@@ -138,13 +131,6 @@ class AgentFollower:
     def server_time(self) -> int:
         return self._server_time
 
-    def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
-        new = FollowState(phase, detail, retry_at)
-        if new != self.state and (phase is FollowPhase.CLOSED or not self._closed):
-            self.state = new
-            if self._on_state is not None:
-                self._on_state(new)
-
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
@@ -154,24 +140,19 @@ class AgentFollower:
                 await stream.close()
         self._set(FollowPhase.CLOSED)
 
-    async def _pause(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
-
-    async def _retry(self, phase: FollowPhase, detail: str, backoff: Backoff) -> None:
-        delay = backoff.next_delay()
-        self._set(phase, detail, time.monotonic() + delay)
-        await self._pause(delay)
-
     async def summaries(self) -> AsyncGenerator[AgentSummary, None]:
         """The agent's summaries, in order, until :meth:`close`.  Raises AgentUnavailable."""
         while not self._closed:
             try:
-                transport = await self._get_transport()
+                transport = await self._unless_closed(self._get_transport())
                 params = dict(self._params, files=[[f, o] for f, o, _ in self.files])
                 stream = await transport.open_stream(
                     _argv(self.python, params), input=agent_program()
                 )
+            except asyncio.CancelledError:
+                if self._closed:
+                    break  # close() interrupted the wait for a connection
+                raise
             except TransportError as e:
                 if not e.retryable:
                     await self._retry(FollowPhase.ERROR, str(e), self._error_backoff)

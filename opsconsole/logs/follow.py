@@ -80,7 +80,57 @@ class FileStat(NamedTuple):
     kind: str
 
 
-class LogFollower:
+class Following:
+    """What a follower of one log keeps besides its data, shared by :class:`LogFollower` and
+    the aggregating twin (:class:`opsconsole.logs.aggregate.AgentFollower`): its state and who
+    hears of it, closing, and retrying with backoff — each wait cut short by :meth:`close`."""
+
+    def __init__(
+        self,
+        get_transport: Callable[[], Awaitable[Transport]],
+        on_state: Callable[[FollowState], None] | None,
+        backoff: Callable[[], Backoff],
+        error_backoff: Callable[[], Backoff],
+    ) -> None:
+        self._get_transport = get_transport
+        self._on_state = on_state
+        self._backoff, self._error_backoff = backoff(), error_backoff()
+        self.state = FollowState(FollowPhase.STARTING)
+        self.lost: list[str] = []
+        """Gaps that could not be read back (an old file gone while disconnected)."""
+        self._closed = False
+        self._wake = asyncio.Event()
+
+    def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
+        new = FollowState(phase, detail, retry_at)
+        if new != self.state and (phase is FollowPhase.CLOSED or not self._closed):
+            self.state = new
+            if self._on_state is not None:
+                self._on_state(new)
+
+    async def _retry(self, phase: FollowPhase, detail: str, backoff: Backoff) -> None:
+        delay = backoff.next_delay()
+        self._set(phase, detail, time.monotonic() + delay)
+        await self._pause(delay)
+
+    async def _unless_closed(self, waiting: Awaitable[Transport]) -> Transport:
+        """``await waiting`` (the pool may retry for long), cancelled by :meth:`close`."""
+        task, woken = asyncio.ensure_future(waiting), asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait([task, woken], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            if not task.done():
+                task.cancel()
+                await asyncio.wait([task])
+        return task.result()  # raises CancelledError when close() came first
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+
+
+class LogFollower(Following):
     """Follows ``path`` through the transport that ``get_transport()`` returns (the pool's)."""
 
     def __init__(
@@ -102,22 +152,16 @@ class LogFollower:
         """``start_offset=None`` starts at the end of the file; an offset (with ``start_file_id``,
         the file it belongs to) resumes a saved position.  An old file is closed once idle for
         ``drain_idle`` s after the new one got data, or ``drain_max_idle`` s anyway."""
-        self._get_transport = get_transport
+        super().__init__(get_transport, on_state, backoff, error_backoff)
         self.path = path
         self._start = (start_offset, start_file_id)
-        self._on_state = on_state
         self.poll_interval, self.truncate_grace = poll_interval, truncate_grace
         self.drain_idle, self.drain_max_idle = drain_idle, drain_max_idle
         self._privileged = privileged
-        self._backoff, self._error_backoff = backoff(), error_backoff()
-        self.state = FollowState(FollowPhase.STARTING)
-        self.lost: list[str] = []
-        """Gaps that could not be read back (an old file gone while disconnected)."""
         self._files: list[TailFile] = []
         self._transport: Transport | None = None
-        self._running = self._closed = self._waited = False
+        self._running = self._waited = False
         self._queue: asyncio.Queue[tuple[TailFile, int, bytes] | None] = asyncio.Queue(16)
-        self._wake = asyncio.Event()
         self._server_time = self._seen_time = 0
         """The server's clock at the last look at the files (0: never looked), and at this one."""
         self._next_poll = 0.0
@@ -161,13 +205,6 @@ class LogFollower:
 
     def _current(self) -> TailFile | None:
         return next((f for f in self._files if f.current), None)
-
-    def _set(self, phase: FollowPhase, detail: str = "", retry_at: float | None = None) -> None:
-        new = FollowState(phase, detail, retry_at)
-        if new != self.state and (phase is FollowPhase.CLOSED or not self._closed):
-            self.state = new
-            if self._on_state is not None:
-                self._on_state(new)
 
     async def close(self) -> None:
         self._closed = True
@@ -323,27 +360,6 @@ class LogFollower:
             return await self._retry(FollowPhase.ERROR, message, self._error_backoff)
         why = "connection lost" if status is None else f"tail ended with status {status}"
         await self._retry(FollowPhase.RECONNECTING, f"{self.path}: {why}", self._backoff)
-
-    async def _retry(self, phase: FollowPhase, detail: str, backoff: Backoff) -> None:
-        delay = backoff.next_delay()
-        self._set(phase, detail, time.monotonic() + delay)
-        await self._pause(delay)
-
-    async def _unless_closed(self, waiting: Awaitable[Transport]) -> Transport:
-        """``await waiting`` (the pool may retry for long), cancelled by :meth:`close`."""
-        task, woken = asyncio.ensure_future(waiting), asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait([task, woken], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            woken.cancel()
-            if not task.done():
-                task.cancel()
-                await asyncio.wait([task])
-        return task.result()  # raises CancelledError when close() came first
-
-    async def _pause(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), delay)
 
     # -- following -------------------------------------------------------------------------
 
