@@ -11,22 +11,20 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import random
 import re
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from test_pipeline_lab import through_kills_and_a_rotation
 
 from opsconsole.config import load_config
 from opsconsole.fleet import Fleet, ServicePipeline, server_state
 from opsconsole.health.report import Status
-from opsconsole.lab import Lab, send
+from opsconsole.lab import Lab
 from opsconsole.lab.scenarios import combined_line, generate
 from opsconsole.session import Session, core
 from opsconsole.stats.snapshot import Snapshot
@@ -261,31 +259,7 @@ async def test_the_agent_counts_every_line_nginx_wrote_through_kills_and_a_rotat
         url = lab.url("shop")
         pipeline.start()
         await wait_until(lambda: pipeline.feeds["web1"].connected and agents(lab, "web1"))
-        stop = threading.Event()
-
-        def traffic() -> None:
-            i = 0
-            while not stop.is_set():
-                send(url, 5, client_ip=f"198.18.{i % 200}.{i % 250 + 1}", path=f"/p{i}")
-                i += 1
-
-        sender = threading.Thread(target=traffic)
-        sender.start()
-        try:
-            await asyncio.sleep(2)
-            for proc in agents(lab, "web1"):
-                proc.kill()
-            await asyncio.sleep(2)
-            log.rename(f"{log}.1")
-            await asyncio.sleep(1)
-            os.kill(lab.servers["web1"].nginx_pid, signal.SIGUSR1)
-            await asyncio.sleep(2)
-            for proc in agents(lab, "web1"):
-                proc.kill()
-            await asyncio.sleep(2)
-        finally:
-            stop.set()
-            await asyncio.to_thread(sender.join)
+        await through_kills_and_a_rotation(lab, log, url, lambda: agents(lab, "web1"))
         written = sum(len(p.read_bytes().splitlines()) for p in (Path(f"{log}.1"), log))
         assert written > 100
         await wait_until(lambda: pipeline.window.requests >= written, timeout=30)

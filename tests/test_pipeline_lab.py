@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -41,6 +42,38 @@ async def wait_until(predicate, timeout: float = 20.0) -> None:  # type: ignore[
         await asyncio.sleep(0.1)
 
 
+async def through_kills_and_a_rotation(
+    lab: Lab, log: Path, url: str, readers: Callable[[], list[psutil.Process]]
+) -> None:
+    """nginx writes all along while the server-side ``readers`` are killed twice and the log is
+    rotated between the kills (rename, then USR1 to reopen)."""
+    stop = threading.Event()
+
+    def traffic() -> None:  # nginx writes all along
+        i = 0
+        while not stop.is_set():
+            send(url, 5, client_ip=f"198.18.{i % 200}.{i % 250 + 1}", path=f"/p{i}")
+            i += 1
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        await asyncio.sleep(2)
+        for proc in readers():  # the server-side process dies
+            proc.kill()
+        await asyncio.sleep(2)
+        log.rename(f"{log}.1")  # logrotate: rename, nginx still writes the old file...
+        await asyncio.sleep(1)
+        os.kill(lab.servers["web1"].nginx_pid, signal.SIGUSR1)  # ...until it reopens
+        await asyncio.sleep(2)
+        for proc in readers():
+            proc.kill()
+        await asyncio.sleep(2)
+    finally:
+        stop.set()
+        await asyncio.to_thread(sender.join)
+
+
 async def test_the_pipeline_counts_every_line_nginx_wrote_through_failures(tmp_path: Path) -> None:
     lab = Lab.start(tmp_path / "lab", traffic=False, servers=("web1",))
     fleet = Fleet(load_config(str(lab.config_path)))
@@ -51,31 +84,7 @@ async def test_the_pipeline_counts_every_line_nginx_wrote_through_failures(tmp_p
         pipeline.start()
         await wait_until(lambda: pipeline.feeds["web1"].connected and remote_tails(lab, log))
 
-        stop = threading.Event()
-
-        def traffic() -> None:  # nginx writes all along
-            i = 0
-            while not stop.is_set():
-                send(url, 5, client_ip=f"198.18.{i % 200}.{i % 250 + 1}", path=f"/p{i}")
-                i += 1
-
-        sender = threading.Thread(target=traffic)
-        sender.start()
-        try:
-            await asyncio.sleep(2)
-            for proc in remote_tails(lab, log):  # the server-side process dies
-                proc.kill()
-            await asyncio.sleep(2)
-            log.rename(f"{log}.1")  # logrotate: rename, nginx still writes the old file...
-            await asyncio.sleep(1)
-            os.kill(lab.servers["web1"].nginx_pid, signal.SIGUSR1)  # ...until it reopens
-            await asyncio.sleep(2)
-            for proc in remote_tails(lab, log):
-                proc.kill()
-            await asyncio.sleep(2)
-        finally:
-            stop.set()
-            await asyncio.to_thread(sender.join)
+        await through_kills_and_a_rotation(lab, log, url, lambda: remote_tails(lab, log))
 
         written = sum(len(p.read_bytes().splitlines()) for p in (Path(f"{log}.1"), log))
         assert written > 100
