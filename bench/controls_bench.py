@@ -67,9 +67,17 @@ def median_reload(lab: Lab, server: str, repeat: int) -> float:
     return statistics.median(bare_reload(lab, server) for _ in range(repeat))
 
 
+PROFILE: Path | None = None
+"""--profile DIR: each opsconsole command runs under cProfile, its profile saved in DIR."""
+
+
 def opsconsole(lab: Lab, state: Path, *args: str) -> tuple[float, dict[str, Any]]:
     env = dict(os.environ, XDG_STATE_HOME=str(state), PYTHONPATH=str(HERE.parent))
-    argv = [sys.executable, "-m", "opsconsole", "--config", str(lab.config_path), *args]
+    prof: list[str] = []
+    if PROFILE is not None:
+        out = PROFILE / f"{len(list(PROFILE.iterdir())) + 1}-{args[0]}.prof"
+        prof = ["-m", "cProfile", "-o", str(out)]
+    argv = [sys.executable, *prof, "-m", "opsconsole", "--config", str(lab.config_path), *args]
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
     elapsed = time.perf_counter() - t0
@@ -94,7 +102,12 @@ def main() -> None:
         "--servers", type=int, default=0, help="a lab of N servers (web1…webN), www on all"
     )
     ap.add_argument("--repeat", type=int, default=5, help="bare reloads per reference")
+    ap.add_argument("--profile", type=Path, help="save a cProfile of each opsconsole command here")
     args = ap.parse_args()
+    global PROFILE
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE = args.profile
     work = Path(tempfile.mkdtemp(prefix="opsc-controls-bench-"))
     names = tuple(f"web{i}" for i in range(1, args.servers + 1)) if args.servers else None
     lab = Lab.start(work / "lab", traffic=False, **({"servers": names} if names else {}))

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import io
+import gzip
 import math
 import secrets
 import tarfile
@@ -43,7 +43,13 @@ from . import audit, serverside, validate
 from .edits import Edit
 from .progress import OnProgress, Stage, emit
 from .remote import ServerRead, choose_master, read_server, run_step, service_of, step_result
-from .render import check_control_dir, render
+from .render import (
+    check_control_dir,
+    maintenance_page,
+    render,
+    render_http,
+    render_server,
+)
 from .report import ApplyReport, Outcome, ServerResult
 from .state import ControlState, drop_expired, risk, state_to_json, utc_text
 
@@ -52,15 +58,28 @@ DEFAULT_CONFIRM = 120.0
 MAX_CONFIRM = 86400.0
 
 
-def _tarball(files: Mapping[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        for name, text in files.items():
-            data = text.encode("utf-8")
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+def _members(files: Mapping[str, str]) -> bytes:
+    """``files`` as tar members (USTAR), without the end of the archive."""
+    out = []
+    for name, text in files.items():
+        data = text.encode("utf-8")
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+        out += [info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"), data]
+        out.append(bytes(-len(data) % tarfile.BLOCKSIZE))
+    return b"".join(out)
+
+
+def _gzip(data: bytes) -> bytes:
+    # Level 1: a 500,000-entry block list (75 MB of state and geo) becomes 3 MB in 0.2 s.
+    return gzip.compress(data, compresslevel=1, mtime=0)
+
+
+def _tarball(shared: bytes, files: Mapping[str, str]) -> bytes:
+    """The gzipped tar stream the server unpacks: ``shared`` (members already gzipped, the same
+    for every server) then ``files`` and the end of the archive; gzip reads members one after
+    another as one stream."""
+    return shared + _gzip(_members(files) + bytes(2 * tarfile.BLOCKSIZE))
 
 
 def rendered_diff(before: ControlState, after: ControlState, service: str, cdir: str) -> str:
@@ -149,12 +168,24 @@ _next = _Last(
 )
 _risk = _Last(risk)
 _diff = _Last(audit.state_diff)
-_files = _Last(
-    lambda after, service, cdir: (
-        *render(after, service, cdir).files().items(),
-        ("state.json", state_to_json(after)),
+_shared_files = _Last(
+    lambda after, service: _gzip(
+        _members({"http.conf": render_http(after, service), "state.json": state_to_json(after)})
     )
 )
+"""The big files (the ``geo`` of the blocks, the state), gzipped: the same on every server,
+whatever its control directory."""
+
+
+def _files(after: ControlState, service: str, cdir: str, ev: dict[str, Any]) -> bytes:
+    return _tarball(
+        _shared_files(after, service),
+        {
+            "server.conf": render_server(after, service, cdir),
+            "maintenance.html": maintenance_page(after.maintenance.message),
+            "audit.json": audit.server_prefix(ev),
+        },
+    )
 
 
 async def apply_on_server(
@@ -233,8 +264,7 @@ async def apply_on_server(
             window = DEFAULT_CONFIRM if why_risky else 0.0
         master = choose_master(read, service.nginx_test_on(name), name)
         ev["diff"] = _diff(before, after)
-        files = dict(_files(after, service.name, cdir))
-        files["audit.json"] = audit.server_prefix(ev)
+        tarball = _files(after, service.name, cdir, ev)
         argv = serverside.command(
             "apply",
             cdir,
@@ -249,7 +279,7 @@ async def apply_on_server(
         )
         sent = True
         emit(on_progress, name, Stage.APPLYING)
-        res = await run_step(transport, argv, _tarball(files))
+        res = await run_step(transport, argv, tarball)
     except (OperationError, UsageError, TransportError) as e:
         reason = unprefixed(str(e), name)
         if sent and isinstance(e, TransportError):
@@ -336,7 +366,7 @@ async def apply_change(
             )
         )  # fmt: skip
     finally:
-        for memo in (_edited, _next, _risk, _diff, _files):
+        for memo in (_edited, _next, _risk, _diff, _shared_files):
             memo.forget()
     events = [ev for _, ev in results if ev is not None]
     if events:

@@ -105,12 +105,13 @@ def block(
 
     def change(state: st.ControlState, operator: str, now: datetime) -> st.ControlState:
         expires = None if life is None else st.utc_text(now + timedelta(seconds=life))
+        added = st.utc_text(now)
         old = {b.target: b for b in state.blocks}
         new: dict[str, st.Block] = {}
         for t in canon:
             b = old.get(t)
             if b is None:
-                new[t] = st.Block(t, why, operator, st.utc_text(now), expires)
+                new[t] = st.Block(t, why, operator, added, expires)
                 continue
             keep_expiry = b.expires_at if life is None and not permanent else expires
             new[t] = replace(b, reason=why or b.reason, expires_at=keep_expiry)

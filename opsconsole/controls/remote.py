@@ -26,6 +26,10 @@ from .render import check_control_dir
 from .report import ControlsReport, Outcome, ServerControls, ServerResult, Unposted
 from .state import ControlState, state_from_json, utc_text
 
+NO_STATE = ControlState()
+"""What a server without a state file holds: one object for all of them, so an apply to ten
+fresh servers works out its edit, checks and files once (see ``apply._Last``)."""
+
 TIMEOUT = 180.0
 """Upper bound of one server-side step: lock wait + nginx -t + reload on a large config."""
 
@@ -84,7 +88,7 @@ async def read_server(
         elif words[:2] == ["OPSC", "confirm"] and len(words) == 3:
             confirm = tuple(words[2].split())
     if not sep or not body:
-        state, sha = ControlState(), "none"
+        state, sha = NO_STATE, "none"
     else:
         sha = hashlib.sha256(body).hexdigest()
         try:

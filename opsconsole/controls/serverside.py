@@ -3,7 +3,8 @@
 :mod:`.apply` calls :func:`command` to get the argument vector for one step (``read``, ``apply``,
 ``confirm``, ``rollback``) and sends it over any Transport; the program below is constant text and
 every value (paths, tokens, the configured ``nginx_test``/``nginx_reload`` strings) reaches it as a
-positional argument, never spliced into code.  The new files arrive as a tar stream on stdin.
+positional argument, never spliced into code.  The new files arrive as a gzipped tar stream on
+stdin.
 
 Layout in the control directory, for service ``S`` (the names nginx includes are symlinks):
 
@@ -25,8 +26,8 @@ back and reloads ("recovered").  A commit-confirmed apply starts a detached ``se
 takes the lock when the window ends and reverts unless ``confirm`` removed ``.S.confirm`` first.
 
 Needs what a stock Linux server has: POSIX ``sh``, util-linux ``flock`` and ``setsid``, GNU
-coreutils (``mv -T``, ``date +%s%3N``, fractional ``sleep``, ``sha256sum``), ``tar``, ``cmp``,
-and ``pgrep`` (procps) where ``/proc/PID/task/*/children`` is missing.
+coreutils (``mv -T``, ``date +%s%3N``, fractional ``sleep``, ``sha256sum``), ``tar``, ``gzip``,
+``cmp``, and ``pgrep`` (procps) where ``/proc/PID/task/*/children`` is missing.
 
 Exit statuses: 0 done, 73 nothing to roll back, 74 a change awaits confirmation, 75 lock busy,
 76 stale state (compare-and-swap failed), 77 ``nginx -t`` failed (reverted), 78 reload not taken
@@ -227,7 +228,7 @@ apply)
   fi
   new=".$svc.g$token"
   rm -rf -- "$new.tmp" "$new" && mkdir -m 0755 -- "$new.tmp" || exit 79
-  if ! tar -xf - -C "$new.tmp" --no-same-owner; then
+  if ! tar -xzf - -C "$new.tmp" --no-same-owner; then
     echo "could not unpack the new files on $server" >&2; rm -rf -- "$new.tmp"; exit 79
   fi
   chmod 0644 "$new.tmp/http.conf" "$new.tmp/server.conf" "$new.tmp/maintenance.html" &&
