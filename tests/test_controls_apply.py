@@ -26,7 +26,7 @@ import pytest
 from test_controls_render import NGINX, Nginx
 
 from opsconsole.config import Config, parse_config
-from opsconsole.controls import edits, serverside
+from opsconsole.controls import edits, remote, serverside
 from opsconsole.controls.apply import apply_change
 from opsconsole.controls.remote import read_controls
 from opsconsole.controls.report import ApplyReport
@@ -668,3 +668,66 @@ async def test_over_ssh_a_change_reaches_every_server_and_an_unconfirmed_one_rev
             assert state_from_json(text).version == 1
     finally:
         lab.stop()
+
+
+class _Counting(LocalTransport):
+    """A local transport that counts the steps of the server-side program it runs, by mode."""
+
+    def __init__(self, name: str, steps: list[str]) -> None:
+        super().__init__(name)
+        self.steps = steps
+
+    async def run(self, argv: Sequence[str], **kw: Any) -> RunResult:
+        if len(argv) > 5 and argv[3] == "opsc":
+            self.steps.append(f"{self.name} {argv[5]}")
+        return await super().run(argv, **kw)
+
+
+async def test_servers_holding_the_same_large_state_send_it_once(make_fleet: MakeFleet) -> None:
+    fleet = make_fleet(3)
+    targets = [f"10.0.{i >> 8}.{i & 255}" for i in range(20_000)]  # a 2.6 MB state file
+    assert (await fleet.apply(edits.block(targets, reason="flood"))).ok
+    assert (fleet.nginx["web1"].control / "www.state.json").stat().st_size > remote.INLINE_MAX
+    steps: list[str] = []
+    fleet.transports = {name: _Counting(name, steps) for name in fleet.nginx}
+    remote._KNOWN.clear()  # as a new console starts
+
+    controls = (await read_controls(fleet.config, "www", fleet.transports)).to_dict()
+    for name in fleet.nginx:
+        assert [b["target"] for b in controls["servers"][name]["blocks"]] == targets
+    assert sorted(s for s in steps if s.endswith(" body")) in (
+        [f"{name} body"] for name in fleet.nginx
+    ), steps
+
+    # web3 moves on alone: it is read on its own, and the others' known state is not reused.
+    report = await fleet.apply(edits.block(["192.0.2.9"]), servers=["web3"])
+    assert report.ok
+    steps.clear()
+    controls = (await read_controls(fleet.config, "www", fleet.transports)).to_dict()
+    assert len(controls["servers"]["web3"]["blocks"]) == 20_001
+    assert len(controls["servers"]["web1"]["blocks"]) == 20_000
+    assert [s for s in steps if s.endswith(" body")] == ["web3 body"]
+
+    # An apply on all three compares each server against what it holds, and lands everywhere.
+    assert (await fleet.apply(edits.unblock(["10.0.0.1"]))).ok
+    for name in fleet.nginx:
+        assert fleet.nginx[name].status(client="10.0.0.1") == 200
+        assert fleet.nginx[name].status(client="10.0.0.2") == 403
+    assert fleet.nginx["web3"].status(client="192.0.2.9") == 403
+
+
+async def test_a_large_state_file_damaged_on_the_server_is_reported_and_not_used(
+    make_fleet: MakeFleet,
+) -> None:
+    fleet = make_fleet(1)
+    assert (await fleet.apply(edits.block([f"10.0.{i >> 8}.{i & 255}" for i in range(20_000)]))).ok
+    before = fleet.snapshot()
+    state = fleet.web1.control / "www.state.json"
+    text = state.read_text()
+    state.resolve().write_text(text[: len(text) // 2])  # cut short: not JSON any more
+    controls = await read_controls(fleet.config, "www", fleet.transports)
+    assert "the state file of www on web1 is invalid" in str(controls.to_dict()["servers"]["web1"])
+    report = await fleet.apply(edits.block(["192.0.2.1"]))
+    assert not report.ok
+    assert "is invalid" in report.results["web1"].reason
+    assert fleet.snapshot()["http.conf"] == before["http.conf"]

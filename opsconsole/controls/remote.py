@@ -9,9 +9,12 @@ where the server's config asks for it, by the transport).  Never imports a front
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
+import re
 import shlex
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -62,7 +65,9 @@ async def read_server(
 ) -> ServerRead:
     """Step 1.  Raises OperationError (unreadable or invalid state) or TransportError."""
     cdir = check_control_dir(service.control_dir_on(server.name))
-    argv = serverside.command("read", cdir, service.name, server.name, pid_file or "")
+    argv = serverside.command(
+        "read", cdir, service.name, server.name, pid_file or "", str(INLINE_MAX)
+    )
     res = await run_step(transport, argv)
     if not res.ok:
         raise OperationError(f"cannot read the controls of {service.name}: {res.error_text()}")
@@ -72,6 +77,7 @@ async def read_server(
     pending = False
     unposted: list[Unposted] = []
     confirm = None
+    big_sha = None
     for line in head.decode("utf-8", "replace").splitlines():
         words = line.split(" ", 2)
         if words[:2] == ["OPSC", "master"] and len(words) == 3:
@@ -87,18 +93,77 @@ async def read_server(
             unposted += _unposted(server.name, words[2])
         elif words[:2] == ["OPSC", "confirm"] and len(words) == 3:
             confirm = tuple(words[2].split())
-    if not sep or not body:
+        elif words[:2] == ["OPSC", "sha"] and len(words) == 3 and _SHA.fullmatch(words[2]):
+            big_sha = words[2]
+    if big_sha is not None:
+        state, sha = await _big_state(transport, service, server, big_sha)
+    elif not sep or not body:
         state, sha = NO_STATE, "none"
     else:
-        sha = hashlib.sha256(body).hexdigest()
-        try:
-            state = state_from_json(body)
-        except UsageError as e:
-            raise OperationError(
-                f"the state file of {service.name} on {server.name} is invalid ({e}); "
-                "fix or remove it"
-            ) from None
+        state, sha = _parsed(body, service, server)
     return ServerRead(state, sha, tuple(masters), pidfile_pid, pending, confirm, tuple(unposted))
+
+
+def _parsed(body: bytes, service: ServiceConfig, server: ServerConfig) -> tuple[ControlState, str]:
+    try:
+        state = state_from_json(body)
+    except UsageError as e:
+        raise OperationError(
+            f"the state file of {service.name} on {server.name} is invalid ({e}); fix or remove it"
+        ) from None
+    return state, hashlib.sha256(body).hexdigest()
+
+
+INLINE_MAX = 1 << 20
+"""A state file larger than this (about 8,000 blocks) is not sent with every ``read``: the
+server sends its SHA-256, and the file itself is fetched (gzipped) once per distinct SHA-256,
+from one server; ten servers holding the same 500,000 blocks send 65 MB once, not ten times."""
+
+_SHA = re.compile(r"[0-9a-f]{64}")
+_KNOWN: dict[str, ControlState] = {}
+"""The last large state fetched, by its SHA-256 (content-addressed: it never goes stale)."""
+_FETCHING: dict[str, asyncio.Future[tuple[ControlState, str]]] = {}
+"""Large states being fetched now, by the SHA-256 their server announced."""
+
+
+async def _big_state(
+    transport: Transport, service: ServiceConfig, server: ServerConfig, sha: str
+) -> tuple[ControlState, str]:
+    """The state whose file has SHA-256 ``sha`` on ``server``, fetched only if no other server
+    is fetching it or has just done so; and the SHA-256 of what was read (the file may have
+    changed since its server announced ``sha``: then it is what was read)."""
+    known = _KNOWN.get(sha)
+    if known is not None:
+        return known, sha
+    other = _FETCHING.get(sha)
+    if other is not None:
+        await asyncio.wait([other])
+        if not other.cancelled() and other.result()[1] == sha:
+            return other.result()
+    mine: asyncio.Future[tuple[ControlState, str]] = asyncio.get_running_loop().create_future()
+    _FETCHING.setdefault(sha, mine)
+    try:
+        cdir = check_control_dir(service.control_dir_on(server.name))
+        res = await run_step(transport, serverside.command("body", cdir, service.name, server.name))
+        if not res.ok:
+            raise OperationError(f"cannot read the controls of {service.name}: {res.error_text()}")
+        try:
+            body = gzip.decompress(res.stdout)
+        except (OSError, EOFError, zlib.error) as e:
+            raise OperationError(
+                f"the state file of {service.name} on {server.name} arrived damaged ({e})"
+            ) from None
+        got = _parsed(body, service, server)
+    except BaseException:
+        mine.cancel()
+        raise
+    finally:
+        if _FETCHING.get(sha) is mine:
+            del _FETCHING[sha]
+    mine.set_result(got)
+    _KNOWN.clear()
+    _KNOWN[got[1]] = got[0]
+    return got
 
 
 def _unposted(server: str, text: str) -> list[Unposted]:

@@ -1,10 +1,10 @@
 """The shell side of the apply pipeline: one POSIX ``sh`` program run on each server (DESIGN §5).
 
-:mod:`.apply` calls :func:`command` to get the argument vector for one step (``read``, ``apply``,
-``confirm``, ``rollback``) and sends it over any Transport; the program below is constant text and
-every value (paths, tokens, the configured ``nginx_test``/``nginx_reload`` strings) reaches it as a
-positional argument, never spliced into code.  The new files arrive as a gzipped tar stream on
-stdin.
+:mod:`.apply` calls :func:`command` to get the argument vector for one step (``read``, ``body``,
+``apply``, ``confirm``, ``rollback``) and sends it over any Transport; the program below is
+constant text and every value (paths, tokens, the configured ``nginx_test``/``nginx_reload``
+strings) reaches it as a positional argument, never spliced into code.  The new files arrive as
+a gzipped tar stream on stdin.
 
 Layout in the control directory, for service ``S`` (the names nginx includes are symlinks):
 
@@ -199,7 +199,7 @@ stop_timer() {
 
 case "$mode" in
 read)
-  pidfile=$1
+  pidfile=$1 inline=$2
   grep -la '^nginx: master process' /proc/[0-9]*/cmdline 2>/dev/null | while read -r f; do
     p=${f#/proc/}; printf 'OPSC master %s %s\n' "${p%/cmdline}" "$(tr '\0' ' ' < "$f")"
   done
@@ -210,8 +210,17 @@ read)
   for f in ".$svc.unposted"/r.*; do
     case "$f" in *.tmp) ;; *) [ ! -f "$f" ] || say "unposted ${f##*/} $(cat -- "$f")" ;; esac
   done
-  say state
-  [ ! -f "$svc.state.json" ] || cat -- "$svc.state.json"
+  if [ -f "$svc.state.json" ] && [ "$(wc -c < "$svc.state.json")" -gt "$inline" ]; then
+    say "sha $(state_sha)"; say state  # too big to send every time: ``body`` sends it
+  else
+    say state
+    [ ! -f "$svc.state.json" ] || cat -- "$svc.state.json"
+  fi
+  ;;
+body)
+  enter
+  [ -f "$svc.state.json" ] || { echo "$svc has no state file on $server" >&2; exit 79; }
+  gzip -1 -c < "$svc.state.json" || exit 79
   ;;
 apply)
   token=$1 expect=$2 master=$3 test_cmd=$4 reload_cmd=$5 confirm=$6
