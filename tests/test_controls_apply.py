@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -731,3 +732,22 @@ async def test_a_large_state_file_damaged_on_the_server_is_reported_and_not_used
     assert not report.ok
     assert "is invalid" in report.results["web1"].reason
     assert fleet.snapshot()["http.conf"] == before["http.conf"]
+
+
+async def test_a_state_file_edited_by_hand_is_read_as_it_is_now(make_fleet: MakeFleet) -> None:
+    """The server trusts the SHA-256 an apply sent beside a state file only while the file is
+    unchanged: an edit by hand, even one that keeps its size, is hashed and read afresh."""
+    fleet = make_fleet(1)
+    targets = [f"10.0.{i >> 8}.{i & 255}" for i in range(20_000)]
+    assert (await fleet.apply(edits.block(targets, reason="flood"))).ok
+    server, svc = fleet.config.servers["web1"], fleet.config.services["www"]
+    first = await remote.read_server(fleet.transports["web1"], svc, server)
+    path = (fleet.web1.control / "www.state.json").resolve()
+    assert first.sha == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text(path.read_text().replace('"flood"', '"fixed"', 1))  # the same size
+    again = await remote.read_server(fleet.transports["web1"], svc, server)
+    assert again.sha == hashlib.sha256(path.read_bytes()).hexdigest() != first.sha
+    assert again.state.blocks[0].reason == "fixed"
+    # An apply builds on the file as it is now: the edit by hand is kept.
+    assert (await fleet.apply(edits.block(["192.0.2.1"]))).ok
+    assert fleet.state()["blocks"][0]["reason"] == "fixed"

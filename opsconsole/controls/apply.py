@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import gzip
+import hashlib
 import math
 import secrets
 import tarfile
@@ -58,11 +59,11 @@ DEFAULT_CONFIRM = 120.0
 MAX_CONFIRM = 86400.0
 
 
-def _members(files: Mapping[str, str]) -> bytes:
+def _members(files: Mapping[str, str | bytes]) -> bytes:
     """``files`` as tar members (USTAR), without the end of the archive."""
     out = []
     for name, text in files.items():
-        data = text.encode("utf-8")
+        data = text if isinstance(text, bytes) else text.encode("utf-8")
         info = tarfile.TarInfo(name)
         info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
         out += [info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict"), data]
@@ -166,15 +167,24 @@ _next = _Last(
         after, version=before.version + 1, updated_by=operator, updated_at=utc_text(now)
     )
 )
+_notes = _Last(lambda edit, before, service: edit.notes_on(before, service))
 _risk = _Last(risk)
 _diff = _Last(audit.state_diff)
-_shared_files = _Last(
-    lambda after, service: _gzip(
-        _members({"http.conf": render_http(after, service), "state.json": state_to_json(after)})
-    )
-)
-"""The big files (the ``geo`` of the blocks, the state), gzipped: the same on every server,
-whatever its control directory."""
+
+
+def _big_files(after: ControlState, service: str) -> bytes:
+    """The big files (the ``geo`` of the blocks, the state), gzipped: the same on every server,
+    whatever its control directory.  ``state.sha`` saves the server hashing the state file."""
+    state = state_to_json(after).encode()
+    files: dict[str, str | bytes] = {
+        "http.conf": render_http(after, service),
+        "state.json": state,
+        "state.sha": f"{hashlib.sha256(state).hexdigest()} {len(state)}\n",
+    }
+    return _gzip(_members(files))
+
+
+_shared_files = _Last(_big_files)
 
 
 def _files(after: ControlState, service: str, cdir: str, ev: dict[str, Any]) -> bytes:
@@ -228,7 +238,7 @@ async def apply_on_server(
             read = await _recover(transport, service, server, read, pid_file, on_progress)
         before = read.state
         before_version = before.version
-        action, notes = edit.action_on(before), edit.notes_on(before, service.name)
+        action, notes = edit.action_on(before), _notes(edit, before, service.name)
         ev["action"] = action
         if expected_version is not None and before.version != expected_version:
             raise OperationError(
@@ -366,7 +376,7 @@ async def apply_change(
             )
         )  # fmt: skip
     finally:
-        for memo in (_edited, _next, _risk, _diff, _shared_files):
+        for memo in (_edited, _notes, _next, _risk, _diff, _shared_files):
             memo.forget()
     events = [ev for _, ev in results if ev is not None]
     if events:

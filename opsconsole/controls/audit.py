@@ -63,10 +63,11 @@ def state_diff(before: ControlState, after: ControlState) -> dict[str, Any]:
     out: dict[str, Any] = {}
     old_blocks = {x.target: x for x in before.blocks}
     new_blocks = {x.target: x for x in after.blocks}
-    added = [block_dict(b) for t, b in new_blocks.items() if old_blocks.get(t) != b]
+    added = [b for t, b in new_blocks.items() if old_blocks.get(t) != b]
     removed = [t for t in old_blocks if t not in new_blocks]
     if added or removed:
-        out["blocks"] = {"added": _listed(added), "removed": _listed(removed)}
+        shown = {"count": len(added), "items": [block_dict(b) for b in added[:MAX_LISTED]]}
+        out["blocks"] = {"added": shown, "removed": _listed(removed)}
     old_filters = {x.id: x for x in before.filters}
     new_filters = {x.id: x for x in after.filters}
     f_added = [filter_dict(f) for i, f in new_filters.items() if old_filters.get(i) != f]
