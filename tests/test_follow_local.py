@@ -486,3 +486,30 @@ async def test_any_ranges_yield_every_complete_line_once(
     for start, end in itertools.pairwise(bounds):
         got += b"".join([c async for c in read_range(LOCAL, str(log), start, end)])
     assert got == b"".join(body)
+
+
+async def test_ranges_come_out_whole_however_the_reads_cut_the_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads of 7 bytes cut lines, the skipped first line and a line longer than several
+    reads at every place: each range still yields exactly the complete lines starting in it."""
+    import random
+
+    from opsconsole.logs import history
+
+    monkeypatch.setattr(history, "READ_SIZE", 7)
+    rng = random.Random(3)
+    log = tmp_path / "access.log"
+    for _ in range(120):
+        body = [b"x" * rng.choice([0, 1, 2, 5, 20, 40]) + b"\n" for _ in range(rng.randint(0, 12))]
+        data = b"".join(body) + b"y" * rng.choice([0, 0, 3])
+        log.write_bytes(data)
+        start = rng.randint(0, len(data) + 1)
+        end = rng.choice([None, rng.randint(0, len(data) + 2)])
+        want, at = b"", 0
+        for line in body:  # the complete lines that start in [start, end)
+            if start <= at and (end is None or at < end):
+                want += line
+            at += len(line)
+        got = b"".join([c async for c in read_range(LOCAL, str(log), start, end)])
+        assert got == want, (data, start, end)

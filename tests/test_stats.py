@@ -225,3 +225,20 @@ def test_a_log_younger_than_the_window_divides_its_rate_by_the_time_it_covers() 
     live.add_chunk(young)
     live.advance()
     assert live.snapshot("www").span == 20 and live.snapshot("www").mean_rps == 36 / 20
+
+
+def test_top_lists_are_the_largest_counts_with_ties_broken_by_key() -> None:
+    """The top list is what sorting every key by (count descending, key) would give, also for
+    a flood's long tail of keys seen once, where the last places are decided by the ties."""
+    import random
+
+    from opsconsole.stats.sketch import TopCounter
+
+    rng = random.Random(7)
+    for size in (0, 1, 5, 30, 100, 1000, 5000):
+        counter = TopCounter()
+        for _ in range(size):
+            counter.add(rng.randbytes(rng.randint(0, 3)), rng.choice([1, 1, 1, 2, 3, 50]))
+        every = sorted(counter.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        for n in (0, 1, 3, 10, 20, 100):
+            assert counter.top(n) == every[:n], (size, n)

@@ -65,23 +65,32 @@ async def read_range(
     argv = ["sh", "-c", _RANGE, "sh", path, str(pos + 1), file_id or ""]
     stream = await transport.open_stream(argv, privileged=privileged)
     try:
-        skip, pending = start > 0, bytearray()
+        # ``pos`` is the offset of the first byte of ``partial`` (the unfinished line, kept as
+        # pieces so that a long one is joined once); a read is copied at most once.
+        skip, partial = start > 0, list[bytes]()
         while data := await stream.read(READ_SIZE):
-            pending += data
             if skip:
-                newline = pending.find(b"\n")
-                skipped = newline + 1 if newline >= 0 else len(pending)
-                pos, skip = pos + skipped, newline < 0
-                del pending[:skipped]
-            last = pending.rfind(b"\n")
+                newline = data.find(b"\n")
+                if newline < 0:
+                    pos += len(data)
+                    continue
+                pos, skip, data = pos + newline + 1, False, data[newline + 1 :]
+            last = data.rfind(b"\n")
             if last < 0:
+                partial.append(data)
                 continue
+            if partial:
+                last += sum(map(len, partial))
+                partial.append(data)
+                data = b"".join(partial)
+                partial = []
             if end is not None and pos + last + 1 > end:  # up to the line that spans ``end``
-                last = pending.find(b"\n", max(end - pos - 1, 0))
+                last = data.find(b"\n", max(end - pos - 1, 0))
             if end is None or pos < end:
-                yield bytes(pending[: last + 1])
+                yield data if last + 1 == len(data) else data[: last + 1]
             pos += last + 1
-            del pending[: last + 1]
+            if last + 1 < len(data):
+                partial.append(data[last + 1 :])
             if end is not None and pos >= end:
                 return
         if await stream.wait(10.0) != 0:

@@ -66,8 +66,21 @@ class TopCounter:
         self.counts = Counter(kept)
 
     def top(self, n: int) -> list[tuple[bytes, int]]:
-        # Ties broken by key so that output is deterministic.
-        return heapq.nsmallest(n, self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        """The ``n`` largest counts, ties broken by key (the output is deterministic)."""
+        counts = self.counts
+        if n <= 0:
+            return []
+        if len(counts) > 4 * n:
+            # The n-th largest count, found in C; only the keys at or above it are sorted, and
+            # of those tied at it (under a flood, the count-1 tail) only the smallest keys.
+            cut = heapq.nlargest(n, counts.values())[-1]
+            above = [kv for kv in counts.items() if kv[1] > cut]
+            tied = heapq.nsmallest(n - len(above), [k for k, c in counts.items() if c == cut])
+            items = above + [(k, cut) for k in tied]
+        else:
+            items = list(counts.items())
+        items.sort(key=lambda kv: (-kv[1], kv[0]))
+        return items[:n]
 
     def __len__(self) -> int:
         return len(self.counts)

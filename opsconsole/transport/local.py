@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 from collections.abc import Sequence
@@ -22,6 +23,22 @@ def _signal(proc: asyncio.subprocess.Process, sig: int) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, sig)
+
+
+STREAM_BUFFER = 1 << 20
+"""Bytes a stream's pipe and reader hold: a log read back (``stats --since``) arrives in a few
+hundred large reads, not thousands of 64 KiB ones."""
+_F_SETPIPE_SZ = 1031  # Linux
+
+
+def _widen(proc: asyncio.subprocess.Process) -> None:
+    """Let the child's stdout pipe hold ``STREAM_BUFFER`` bytes (Linux; elsewhere a no-op)."""
+    transport = getattr(proc, "_transport", None)
+    pipe = transport.get_pipe_transport(1) if transport is not None else None
+    fileobj = pipe.get_extra_info("pipe") if pipe is not None else None
+    if fileobj is not None:
+        with contextlib.suppress(OSError, ValueError):  # ValueError: it has closed already
+            fcntl.fcntl(fileobj.fileno(), _F_SETPIPE_SZ, STREAM_BUFFER)
 
 
 class LocalStream:
@@ -124,8 +141,9 @@ class LocalTransport:
         stdin = asyncio.subprocess.DEVNULL if input is None else pipe
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=stdin, stdout=pipe, stderr=pipe
+                *argv, stdin=stdin, stdout=pipe, stderr=pipe, limit=STREAM_BUFFER
             )
+            _widen(proc)
         except FileNotFoundError:
             # What a shell (and so a server) says of a missing command: status 127.
             missing = 'echo "sh: 1: $0: not found" >&2; exit 127'
