@@ -23,6 +23,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -30,7 +31,7 @@ import pytest
 
 from opsconsole.cli import main
 from opsconsole.lab import Lab, LabError, registry
-from opsconsole.lab.procs import ProcRecord, stop_process
+from opsconsole.lab.procs import ProcRecord, spawn, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -341,6 +342,26 @@ def test_garbage_in_the_registry_is_removed_and_never_signals_anything(
 
     assert sorted(p.name for p in labs.iterdir()) == sorted(["a-directory.json", newer.name])
     assert bystander.poll() is None  # never signalled
+
+
+def test_a_record_names_its_process_by_start_ticks_even_when_the_boot_time_moves(
+    tmp_path: Path,
+) -> None:
+    """The kernel's boot time (and so every start time in epoch seconds) shifts when the clock
+    is stepped or slewed: a record still names, and stops, its own process; a PID reused by
+    another process (other start ticks) is never signalled."""
+    record, popen = spawn("sleep", ["sleep", "60"], output=tmp_path / "sleep.out")
+    try:
+        assert record.ticks is not None
+        assert ProcRecord.from_json("sleep", record.to_json()) == record
+        moved = replace(record, create_time=record.create_time + 3.0)  # the clock moved
+        assert moved.alive()
+        reused = replace(record, ticks=record.ticks - 1)  # the PID of another process
+        assert not reused.alive() and not stop_process(reused)
+        assert popen.poll() is None  # never signalled
+        assert stop_process(moved, popen) and popen.poll() is not None
+    finally:
+        stop_process(record, popen)
 
 
 def test_a_lab_is_registered_while_it_runs_with_its_starter_as_owner(

@@ -1,8 +1,9 @@
 """Starting, watching and stopping the lab's own processes, by PID and never by name.
 
 Used by :mod:`opsconsole.lab.sshd`, :mod:`opsconsole.lab.nginx` and :class:`opsconsole.lab.Lab`.
-A :class:`ProcRecord` is what the state file remembers of a process: its PID *and* its start time,
-so that a PID the kernel has since given to another program is never signalled.  psutil enters the
+A :class:`ProcRecord` is what the state file remembers of a process: its PID *and* its start time
+(in clock ticks since boot, which never move), so that a PID the kernel has since given to another
+program is never signalled.  psutil enters the
 lab here only.
 """
 
@@ -26,25 +27,52 @@ _SAME_START = 0.5
 """Seconds two start times may differ and still name the same process (clock-tick rounding)."""
 
 
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot (``/proc/PID/stat``), or None.
+
+    Unlike a start time in seconds since the epoch (boot time + ticks), it never moves: the boot
+    time the kernel reports shifts by whole seconds when the clock is stepped or slewed (NTP on
+    a VM), and a record compared by epoch seconds would then stop naming its own process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return int(fields[19])  # field 22 of stat(5); fields[0] is field 3
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class ProcRecord:
     name: str
     pid: int
     create_time: float
     argv: tuple[str, ...]
+    ticks: int | None = None
+    """:func:`start_ticks` when it was recorded; records written before it have none."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"pid": self.pid, "create_time": self.create_time, "argv": list(self.argv)}
+        data = {"pid": self.pid, "create_time": self.create_time, "argv": list(self.argv)}
+        return data if self.ticks is None else {**data, "start_ticks": self.ticks}
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any]) -> ProcRecord:
-        return cls(name, int(data["pid"]), float(data["create_time"]), tuple(data["argv"]))
+        ticks = data.get("start_ticks")
+        return cls(
+            name,
+            int(data["pid"]),
+            float(data["create_time"]),
+            tuple(data["argv"]),
+            ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None,
+        )
 
     def process(self) -> psutil.Process | None:
         """The live process this record names, or None (gone, a zombie, or the PID was reused)."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > _SAME_START:
+            if self.ticks is not None:
+                if start_ticks(self.pid) != self.ticks:
+                    return None
+            elif abs(proc.create_time() - self.create_time) > _SAME_START:
                 return None
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
@@ -80,7 +108,7 @@ def spawn(
         created = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         created = time.time()
-    return ProcRecord(name, popen.pid, created, tuple(argv)), popen
+    return ProcRecord(name, popen.pid, created, tuple(argv), start_ticks(popen.pid)), popen
 
 
 def log_tail(path: Path, lines: int = 5) -> str:

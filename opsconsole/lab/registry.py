@@ -31,7 +31,7 @@ from typing import Any
 import psutil
 
 from .model import LabError
-from .procs import ProcRecord
+from .procs import ProcRecord, start_ticks
 
 ENTRY_VERSION = 1
 _PID_MAX = 4_194_304
@@ -58,7 +58,7 @@ def this_process() -> ProcRecord:
     # psutil otherwise enters the lab only through procs.py; this is the one record procs.spawn
     # cannot make, because the process was not spawned by the lab.
     created = psutil.Process(os.getpid()).create_time()
-    return ProcRecord("owner", os.getpid(), created, tuple(sys.orig_argv))
+    return ProcRecord("owner", os.getpid(), created, tuple(sys.orig_argv), start_ticks(os.getpid()))
 
 
 def stop_order(keys: list[str]) -> list[str]:
