@@ -642,3 +642,14 @@ def test_nginx_matches_a_path_regex_exactly_as_python_does(
         expected = 403 if re.search(pattern, path) else 200
         event(f"request answered {expected}")
         assert nginx.status(_uri_path(path)) == expected, (pattern, path)
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1\n10.0.0.2", "10.0.0.1;", "", "10.0.0.1 1;\n}"])
+def test_a_state_that_slipped_past_validation_never_renders_nginx_syntax(bad: str) -> None:
+    """The renderer checks every address again before writing it into the ``geo`` (also the
+    fast path of a large block list): a newline, ``;`` or brace never reaches nginx."""
+    from opsconsole.controls.state import Block, ControlState
+
+    blocks = (*(Block(f"10.1.{i >> 8}.{i & 255}") for i in range(1000)), Block(bad))
+    with pytest.raises(ValueError, match="unvalidated address"):
+        render(ControlState(blocks=blocks), "www", "/etc/nginx/opsconsole")

@@ -49,7 +49,8 @@ DEFAULT_MESSAGE = "This site is down for maintenance. Please try again in a few 
 
 _DIR = re.compile(r"/[A-Za-z0-9._/+@=,:~-]*")
 _SAFE_ADDR = re.compile(r"[0-9a-f:./]{2,49}")
-_SAFE_ADDRS = re.compile(r"(?:[0-9a-f:./]{2,49}\n)*[0-9a-f:./]{2,49}|")
+_SAFE_ADDRS = re.compile(r"(?:[0-9a-f:./]{2,49}\n)*[0-9a-f:./]{2,49}")
+"""Every line of the joined addresses (one address a line) is a safe address."""
 _SAFE_TOKEN = re.compile(r'"~\*?[\x20\x21\x23-\x26\x28-\x5f\x61-\x7e]+"')
 _SAFE_RATE = re.compile(r"[0-9]{1,6}r/[sm]")
 _EXACT_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_/-")
@@ -290,7 +291,7 @@ def _geo(variable: str, default: str, rows: list[tuple[str, str]]) -> str:
         addrs = [_host_form(a) for a in addrs]
         text = "\n".join(addrs)
     forms = [(a, v) for a, (_, v) in zip(addrs, rows, strict=True)]
-    if not _SAFE_ADDRS.fullmatch(text):
+    if addrs and (not _SAFE_ADDRS.fullmatch(text) or text.count("\n") != len(addrs) - 1):
         bad = next(a for a in addrs if not _SAFE_ADDR.fullmatch(a))
         raise ValueError(f"unvalidated address in state: {bad!r}")
     if "/" not in text and ":" not in text and len({v for _, v in forms}) == 1:

@@ -351,12 +351,11 @@ def _blocks_from_list(raw: list[Any]) -> tuple[Block, ...]:
             b.get("expires_at"),
         )
         try:
-            ok = meta.get(key)
-        except TypeError:  # a list or an object where text belongs: validated below, refused
-            ok = None
-        if ok is None:
+            ok = meta[key]
+        except KeyError:
+            ok = meta[key] = _block_meta(*key)
+        except TypeError:  # a list or an object where text belongs: refused by the checks
             ok = _block_meta(*key)
-            meta[key] = ok
         t = target(b.get("target"))
         seen[t] = Block(t, *ok)
     return tuple(seen.values())
