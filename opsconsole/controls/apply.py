@@ -174,7 +174,9 @@ _diff = _Last(audit.state_diff)
 
 def _big_files(after: ControlState, service: str) -> bytes:
     """The big files (the ``geo`` of the blocks, the state), gzipped: the same on every server,
-    whatever its control directory.  ``state.sha`` saves the server hashing the state file."""
+    whatever its control directory.  ``state.sha`` saves the server hashing the state file; it
+    comes after ``state.json``, so that the server, unpacking with its own clock, never finds
+    the state file newer than it unless someone changed the file since."""
     state = state_to_json(after).encode()
     files: dict[str, str | bytes] = {
         "http.conf": render_http(after, service),

@@ -246,7 +246,9 @@ apply)
   fi
   new=".$svc.g$token"
   rm -rf -- "$new.tmp" "$new" && mkdir -m 0755 -- "$new.tmp" || exit 79
-  if ! tar -xzf - -C "$new.tmp" --no-same-owner; then
+  # -m: the files get this server's time, so ``state.sha`` (unpacked after ``state.json``) is
+  # never older than it, and any later edit of the state file makes it newer.
+  if ! tar -xzmf - -C "$new.tmp" --no-same-owner; then
     echo "could not unpack the new files on $server" >&2; rm -rf -- "$new.tmp"; exit 79
   fi
   chmod 0644 "$new.tmp/http.conf" "$new.tmp/server.conf" "$new.tmp/maintenance.html" &&
