@@ -121,7 +121,10 @@ from one server; ten servers holding the same 500,000 blocks send 65 MB once, no
 
 _SHA = re.compile(r"[0-9a-f]{64}")
 _KNOWN: dict[str, ControlState] = {}
-"""The last large state fetched, by its SHA-256 (content-addressed: it never goes stale)."""
+"""The last large states fetched (at most ``KNOWN_MAX``, the latest last), by SHA-256: content-
+addressed, they never go stale."""
+KNOWN_MAX = 2
+"""Large states kept: a fleet in step and one server that moved on (each can be 150 MB)."""
 _FETCHING: dict[str, asyncio.Future[tuple[ControlState, str]]] = {}
 """Large states being fetched now, by the SHA-256 their server announced."""
 
@@ -132,8 +135,9 @@ async def _big_state(
     """The state whose file has SHA-256 ``sha`` on ``server``, fetched only if no other server
     is fetching it or has just done so; and the SHA-256 of what was read (the file may have
     changed since its server announced ``sha``: then it is what was read)."""
-    known = _KNOWN.get(sha)
+    known = _KNOWN.pop(sha, None)
     if known is not None:
+        _KNOWN[sha] = known  # the latest used goes last
         return known, sha
     other = _FETCHING.get(sha)
     if other is not None:
@@ -161,8 +165,10 @@ async def _big_state(
         if _FETCHING.get(sha) is mine:
             del _FETCHING[sha]
     mine.set_result(got)
-    _KNOWN.clear()
+    _KNOWN.pop(got[1], None)
     _KNOWN[got[1]] = got[0]
+    while len(_KNOWN) > KNOWN_MAX:
+        del _KNOWN[next(iter(_KNOWN))]
     return got
 
 
