@@ -1237,6 +1237,210 @@ tally_export(Tally *t, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The entry of `t` holding the one-span key (a, alen) with this hash, or -1. */
+static Py_ssize_t
+table_find(const Table *t, const char *a, Py_ssize_t alen, uint64_t hash)
+{
+    size_t s = (size_t)hash & t->mask;
+    int32_t i;
+    while ((i = t->index[s]) >= 0) {
+        const Entry *e = &t->entries[i];
+        if (e->hash == hash && e->alen == alen && e->blen == 0 &&
+            memcmp(e->a, a, (size_t)alen) == 0)
+            return i;
+        s = (s + 1) & t->mask;
+    }
+    return -1;
+}
+
+static void
+sort_desc(long long *a, Py_ssize_t n)
+{
+    /* Insertion sort for what quickselect leaves when it stops shrinking fast (bounded). */
+    for (Py_ssize_t i = 1; i < n; i++) {
+        long long v = a[i];
+        Py_ssize_t j = i;
+        while (j > 0 && a[j - 1] < v) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = v;
+    }
+}
+
+static int
+cmp_desc(const void *x, const void *y)
+{
+    long long a = *(const long long *)x, b = *(const long long *)y;
+    return (a < b) - (a > b);
+}
+
+/* The value at index k of a[0..n) sorted in descending order (a is reordered): quickselect,
+ * falling back to qsort on the part left when it has taken more rounds than a balanced
+ * partitioning would, so crafted counts cannot make it quadratic. */
+static long long
+select_desc(long long *a, Py_ssize_t n, Py_ssize_t k)
+{
+    Py_ssize_t lo = 0, hi = n - 1;
+    int rounds = 0, limit = 16;
+    for (Py_ssize_t m = n; m > 1; m >>= 1)
+        limit += 2;
+    while (lo < hi) {
+        if (hi - lo < 16) {
+            sort_desc(a + lo, hi - lo + 1);
+            return a[k];
+        }
+        if (++rounds > limit) {
+            qsort(a + lo, (size_t)(hi - lo + 1), sizeof *a, cmp_desc);
+            return a[k];
+        }
+        long long x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi], pivot;
+        pivot = x > y ? (y > z ? y : (x > z ? z : x)) : (x > z ? x : (y > z ? z : y));
+        Py_ssize_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] > pivot)
+                i++;
+            while (a[j] < pivot)
+                j--;
+            if (i <= j) {
+                long long tmp = a[i];
+                a[i] = a[j];
+                a[j] = tmp;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return a[k];
+    }
+    return a[k];
+}
+
+PyDoc_STRVAR(tally_settle_doc,
+"settle(table, counts, fresh, cap) -> cut or None\n\n"
+"Hand one table (a name of a one-span table: clients, nets, others, paths, agents, methods) to\n"
+"`counts`, a dict of bytes keys to int counts, as TopCounter.update then prune would: if counts\n"
+"and the table together hold at most `cap` distinct keys, export() it into `counts` and return\n"
+"None.  Otherwise leave `counts` as it is, put into `fresh` (an empty dict) the keys whose\n"
+"added count is above the cut -- the (cap // 2 + 1)-th largest added count -- in the order\n"
+"`counts` would hold them after export() (its own keys first, then the table's new ones in\n"
+"first-seen order), and return the cut; the table is emptied either way.  Only the keys kept\n"
+"become Python objects.  A key or count of another type exports as export() does.");
+
+static PyObject *
+tally_settle(Tally *t, PyObject *args)
+{
+    const char *name;
+    PyObject *counts, *fresh;
+    Py_ssize_t cap;
+    if (!tally_usable(t))
+        return NULL;
+    if (!PyArg_ParseTuple(args, "sO!O!n:settle", &name, &PyDict_Type, &counts, &PyDict_Type,
+                          &fresh, &cap))
+        return NULL;
+    int which = -1;
+    for (int i = 0; i < N_TABLES; i++)
+        if (strcmp(name, TABLE_NAMES[i]) == 0)
+            which = i;
+    if (which < 0 || which == T_SECONDS) {
+        PyErr_Format(PyExc_ValueError, "settle() takes a one-span table, not %.50s", name);
+        return NULL;
+    }
+    if (cap < 1 || PyDict_GET_SIZE(fresh) != 0) {
+        PyErr_SetString(PyExc_ValueError, "settle() needs cap >= 1 and an empty fresh dict");
+        return NULL;
+    }
+    Table *tb = &t->tables[which];
+    Py_ssize_t np = PyDict_GET_SIZE(counts), nt = tb->n;
+    Py_ssize_t *match = PyMem_RawMalloc(sizeof(Py_ssize_t) * (size_t)(np ? np : 1));
+    unsigned char *taken = PyMem_RawCalloc((size_t)(nt ? nt : 1), 1);
+    long long *vals = NULL;
+    PyObject *result = NULL;
+    if (match == NULL || taken == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Which of the dict's keys the table holds too; anything but bytes -> int: export(). */
+    Py_ssize_t pos = 0, k = 0, common = 0;
+    PyObject *key, *val;
+    int plain = 0;
+    while (PyDict_Next(counts, &pos, &key, &val)) {
+        int overflow = 0;
+        if (!PyBytes_CheckExact(key) || !PyLong_CheckExact(val) ||
+            (PyLong_AsLongLongAndOverflow(val, &overflow), overflow)) {
+            plain = 1;
+            break;
+        }
+        Py_ssize_t len = PyBytes_GET_SIZE(key);
+        const char *a = PyBytes_AS_STRING(key);
+        Py_ssize_t at = table_find(tb, a, len, xxh64((const unsigned char *)a, (size_t)len, 0));
+        match[k++] = at;
+        if (at >= 0) {
+            taken[at] = 1;
+            common++;
+        }
+    }
+    if (plain || np + nt - common <= cap) {
+        if (table_flush(tb, counts) == 0) {
+            result = Py_None;
+            Py_INCREF(result);
+        }
+        goto done;
+    }
+    Py_ssize_t merged = np + nt - common, n = 0;
+    vals = PyMem_RawMalloc(sizeof(long long) * (size_t)merged);
+    if (vals == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    pos = 0;
+    k = 0;
+    while (PyDict_Next(counts, &pos, &key, &val)) {
+        Py_ssize_t at = match[k++];
+        vals[n++] = PyLong_AsLongLong(val) + (at >= 0 ? (long long)tb->entries[at].count : 0);
+    }
+    for (Py_ssize_t i = 0; i < nt; i++)
+        if (!taken[i])
+            vals[n++] = (long long)tb->entries[i].count;
+    long long cut = select_desc(vals, merged, cap / 2);
+    pos = 0;
+    k = 0;
+    while (PyDict_Next(counts, &pos, &key, &val)) {
+        Py_ssize_t at = match[k++];
+        long long v = PyLong_AsLongLong(val) + (at >= 0 ? (long long)tb->entries[at].count : 0);
+        if (v > cut) {
+            PyObject *num = PyLong_FromLongLong(v);
+            int r = num ? PyDict_SetItem(fresh, key, num) : -1;
+            Py_XDECREF(num);
+            if (r < 0)
+                goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nt; i++) {
+        Entry *e = &tb->entries[i];
+        if (taken[i] || (long long)e->count <= cut)
+            continue;
+        PyObject *kb = PyBytes_FromStringAndSize(e->a, e->alen);
+        PyObject *num = kb ? PyLong_FromSsize_t(e->count) : NULL;
+        int r = num ? PyDict_SetItem(fresh, kb, num) : -1;
+        Py_XDECREF(kb);
+        Py_XDECREF(num);
+        if (r < 0)
+            goto done;
+    }
+    table_reset(tb);
+    result = PyLong_FromLongLong(cut);
+done:
+    PyMem_RawFree(match);
+    PyMem_RawFree(taken);
+    PyMem_RawFree(vals);
+    return result;
+}
+
 static PyObject *
 tally_sizes(Tally *t, PyObject *unused)
 {
@@ -1263,6 +1467,7 @@ static PyMethodDef tally_methods[] = {
     {"count", (PyCFunction)tally_count, METH_VARARGS, tally_count_doc},
     {"merge", (PyCFunction)tally_merge, METH_O, tally_merge_doc},
     {"export", (PyCFunction)tally_export, METH_VARARGS, tally_export_doc},
+    {"settle", (PyCFunction)tally_settle, METH_VARARGS, tally_settle_doc},
     {"sizes", (PyCFunction)tally_sizes, METH_NOARGS,
      "sizes() -> the number of distinct keys held per table (clients … seconds)."},
     {NULL, NULL, 0, NULL},

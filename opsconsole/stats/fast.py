@@ -42,6 +42,7 @@ import importlib
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -359,6 +360,22 @@ class Tally:
         """Add ``other``'s counts and HyperLogLog to this tally and empty it: the same tables
         as if this one had counted ``other``'s chunks after its own."""
         self._c.merge(other._c)
+
+    def settle(
+        self, field: str, counts: dict[bytes, int], cap: int
+    ) -> tuple[Counter[bytes], int] | None:
+        """Hand the ``field`` table to ``counts`` as :meth:`TopCounter.update
+        <opsconsole.stats.sketch.TopCounter.update>` would, then prune past ``cap``: if both
+        hold at most ``cap`` keys together, the table is exported into ``counts`` (None is
+        returned); else ``counts`` is left as it was and ``(kept, cut)`` returned, exactly what
+        :meth:`TopCounter.prune <opsconsole.stats.sketch.TopCounter.prune>` would make of the
+        exported counts, without a Python object for any key it drops.  The table is emptied
+        either way."""
+        if field not in FIELDS or field == "seconds":
+            raise ValueError(f"settle takes a table of one field, not {field!r}")
+        kept: Counter[bytes] = Counter()
+        cut = self._c.settle(field, counts, kept, cap)
+        return None if cut is None else (kept, int(cut))
 
     def sizes(self) -> dict[str, int]:
         """Distinct keys held per table."""

@@ -120,9 +120,16 @@ class HistoryCounts(TrafficCounts):
         dims = [(f, d) for f, d in _TALLIED if (only is None or f in only) and self._has(d)]
         if not dims and only is not None:
             return
-        others: Counter[bytes] | None = Counter() if "nets" in dict(dims) else None
+        for field, dim in dims:
+            if field != "nets":  # pruned in C: the keys it drops never become objects
+                counter = self._counter(dim)
+                pruned = self._tally.settle(field, counter.counts, counter.cap)
+                if pruned is not None:
+                    counter.take_pruned(*pruned)
+        nets = "nets" in dict(dims)
+        others: Counter[bytes] | None = Counter() if nets else None
         self._tally.export(
-            **{f: self._counter(d).counts for f, d in dims},  # type: ignore[arg-type]
+            nets=self.nets.counts if nets else None,
             others=others,
             hll=self.hll if only is None else None,
         )

@@ -65,6 +65,12 @@ class TopCounter:
         self.error_bound += cut
         self.counts = Counter(kept)
 
+    def take_pruned(self, kept: Counter[bytes], cut: int) -> None:
+        """Hold ``kept``, what :meth:`prune` would have kept of these counts with this cut
+        (computed elsewhere: :meth:`opsconsole.stats.fast.Tally.settle`)."""
+        self.counts = kept
+        self.error_bound += cut
+
     def top(self, n: int) -> list[tuple[bytes, int]]:
         """The ``n`` largest counts, ties broken by key (the output is deterministic)."""
         counts = self.counts
