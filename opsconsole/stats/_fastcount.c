@@ -265,11 +265,20 @@ arena_free(Arena *ar)
  * pointers into the caller's buffer, which stays exported (unresizable) for the whole call; a
  * Tally's tables copy each new key into their arena. */
 typedef struct {
-    const char *a, *b;
+    const char *a, *b; /* a is NULL when the key is held in `inl` */
     Py_ssize_t alen, blen;
     uint64_t hash;
     Py_ssize_t count;
+    char inl[16]; /* a short one-span key (an IPv4 client, a /24): compared without a miss */
 } Entry;
+
+#define INLINE_KEY 16
+
+static inline const char *
+ekey(const Entry *e)
+{
+    return e->a != NULL ? e->a : e->inl;
+}
 
 /* Compact, insertion-ordered hash table (like CPython's dict): entries in first-seen order,
  * `index` maps a hash slot (linear probing, load <= 1/2) to an entry number or -1.  Only the
@@ -361,7 +370,7 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
     while ((i = t->index[s]) >= 0) {
         Entry *e = &t->entries[i];
         if (e->hash == hash && e->alen == alen && e->blen == blen &&
-            memcmp(e->a, a, (size_t)alen) == 0 && (blen == 0 || memcmp(e->b, b, (size_t)blen) == 0)) {
+            memcmp(ekey(e), a, (size_t)alen) == 0 && (blen == 0 || memcmp(e->b, b, (size_t)blen) == 0)) {
             e->count += n;
             return 0;
         }
@@ -374,13 +383,17 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
         while (t->index[s] >= 0)
             s = (s + 1) & t->mask;
     }
-    if (t->arena != NULL) {
+    Entry *e = &t->entries[t->n];
+    if (blen == 0 && alen <= INLINE_KEY) {
+        memcpy(e->inl, a, (size_t)alen);
+        a = NULL;
+    }
+    else if (t->arena != NULL) {
         a = arena_copy(t->arena, a, alen);
         b = a != NULL && blen ? arena_copy(t->arena, b, blen) : b;
         if (a == NULL || (blen && b == NULL))
             return -1;
     }
-    Entry *e = &t->entries[t->n];
     e->a = a;
     e->alen = alen;
     e->b = b;
@@ -443,14 +456,14 @@ table_flush(Table *t, PyObject *dict)
             Entry *e = &t->entries[i];
             PyObject *key;
             if (t->pair) {
-                PyObject *a = PyBytes_FromStringAndSize(e->a, e->alen);
+                PyObject *a = PyBytes_FromStringAndSize(ekey(e), e->alen);
                 PyObject *b = a ? PyBytes_FromStringAndSize(e->b, e->blen) : NULL;
                 key = b ? PyTuple_Pack(2, a, b) : NULL;
                 Py_XDECREF(a);
                 Py_XDECREF(b);
             }
             else {
-                key = PyBytes_FromStringAndSize(e->a, e->alen);
+                key = PyBytes_FromStringAndSize(ekey(e), e->alen);
             }
             if (key == NULL) {
                 rc = -1;
@@ -836,6 +849,74 @@ spans_list(const Spans *s, Py_ssize_t offset)
     return list;
 }
 
+/* The keys of one parsed line, counted one line later (scan). */
+typedef struct {
+    int n;
+    int table[N_TABLES];
+    const char *a[N_TABLES], *b[N_TABLES];
+    Py_ssize_t alen[N_TABLES], blen[N_TABLES];
+    uint64_t hash[N_TABLES];
+} Pending;
+
+static inline void
+pending_put(Pending *pd, int table, const char *a, Py_ssize_t alen, const char *b,
+            Py_ssize_t blen, uint64_t hash)
+{
+    int k = pd->n++;
+    pd->table[k] = table;
+    pd->a[k] = a;
+    pd->alen[k] = alen;
+    pd->b[k] = b;
+    pd->blen[k] = blen;
+    pd->hash[k] = hash;
+}
+
+static inline void
+pending_prefetch(const Table *tables, const Pending *pd)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (int k = 0; k < pd->n; k++) {
+        const Table *t = &tables[pd->table[k]];
+        __builtin_prefetch(&t->index[(size_t)pd->hash[k] & t->mask]);
+    }
+#else
+    (void)tables;
+    (void)pd;
+#endif
+}
+
+/* The second look, a line later: the slot is in cache now, so fetch the entry it points to
+ * (only a hint: the table may change before the line is counted, which probes afresh). */
+static inline void
+pending_prefetch_entries(const Table *tables, const Pending *pd)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    for (int k = 0; k < pd->n; k++) {
+        const Table *t = &tables[pd->table[k]];
+        int32_t i = t->index[(size_t)pd->hash[k] & t->mask];
+        if (i >= 0 && i < t->n)
+            __builtin_prefetch(&t->entries[i]);
+    }
+#else
+    (void)tables;
+    (void)pd;
+#endif
+}
+
+static int
+pending_apply(Table *tables, const Pending *pd, unsigned char *registers)
+{
+    for (int k = 0; k < pd->n; k++) {
+        int r = table_add(&tables[pd->table[k]], pd->a[k], pd->alen[k], pd->b[k], pd->blen[k],
+                          pd->hash[k], 1);
+        if (r < 0)
+            return -1;
+        if (r == 1 && pd->table[k] == T_CLIENTS && registers != NULL)
+            hll_update(registers, pd->hash[k]);
+    }
+    return 0;
+}
+
 /* Parse every line of [start, start + len) with the program and count its fields into the
  * tables whose `want` is set (registers: the HLL of new clients, or NULL).  Pure C: runs with
  * the GIL released.  Returns -1 when out of memory. */
@@ -849,6 +930,11 @@ scan(const unsigned char *prog, Py_ssize_t plen, int check_time, const char *sta
     Py_ssize_t lines = 0, parsed = 0;
     Fields f;
     memset(&f, 0, sizeof f);
+    /* A line is parsed into ring[cur], its table slots fetched; the line before (cur - 1) has
+     * its entries fetched; the one before that (cur - 2) is counted.  held: how many parsed
+     * lines wait to be counted (0 to 2). */
+    Pending ring[3];
+    int cur = 0, held = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
@@ -864,51 +950,56 @@ scan(const unsigned char *prog, Py_ssize_t plen, int check_time, const char *sta
                 continue;
             }
             parsed++;
+            Pending *pd = &ring[cur];
+            pd->n = 0;
             const char *client = f.at[F_CLIENT];
             Py_ssize_t client_len = f.len[F_CLIENT];
             uint64_t hc = want_client_hash
                               ? xxh64((const unsigned char *)client, (size_t)client_len, 0)
                               : 0;
-            int r;
-            if (want[T_CLIENTS]) {
-                r = table_add(&tables[T_CLIENTS], client, client_len, NULL, 0, hc, 1);
-                if (r < 0)
-                    return -1;
-                if (r == 1 && registers != NULL)
-                    hll_update(registers, hc);
-            }
+            if (want[T_CLIENTS])
+                pending_put(pd, T_CLIENTS, client, client_len, NULL, 0, hc);
             if (f.net_len > 0) {
-                if (want[T_NETS] &&
-                    table_add(&tables[T_NETS], client, f.net_len, NULL, 0,
-                              xxh64((const unsigned char *)client, (size_t)f.net_len, 0), 1) < 0)
-                    return -1;
+                if (want[T_NETS])
+                    pending_put(pd, T_NETS, client, f.net_len, NULL, 0,
+                                xxh64((const unsigned char *)client, (size_t)f.net_len, 0));
             }
-            else if (want[T_OTHERS] &&
-                     table_add(&tables[T_OTHERS], client, client_len, NULL, 0, hc, 1) < 0) {
-                return -1;
+            else if (want[T_OTHERS]) {
+                pending_put(pd, T_OTHERS, client, client_len, NULL, 0, hc);
             }
             static const int field_of[3][2] = {
                 {T_PATHS, F_PATH}, {T_AGENTS, F_AGENT}, {T_METHODS, F_METHOD}};
             for (int k = 0; k < 3; k++) {
                 int t = field_of[k][0], fl = field_of[k][1];
-                if (want[t] &&
-                    table_add(&tables[t], f.at[fl], f.len[fl], NULL, 0,
-                              xxh64((const unsigned char *)f.at[fl], (size_t)f.len[fl], 0), 1) < 0)
-                    return -1;
+                if (want[t])
+                    pending_put(pd, t, f.at[fl], f.len[fl], NULL, 0,
+                                xxh64((const unsigned char *)f.at[fl], (size_t)f.len[fl], 0));
             }
             if (want[T_SECONDS]) {
                 /* The status digits seed the time's hash: one hash for the pair. */
                 const char *st = f.at[F_STATUS];
                 uint64_t seed = (uint64_t)(unsigned char)st[0] << 16 |
                                 (uint64_t)(unsigned char)st[1] << 8 | (uint64_t)(unsigned char)st[2];
-                if (table_add(&tables[T_SECONDS], f.at[F_TIME], f.len[F_TIME], st, 3,
-                              xxh64((const unsigned char *)f.at[F_TIME], (size_t)f.len[F_TIME],
-                                    seed), 1) < 0)
-                    return -1;
+                pending_put(pd, T_SECONDS, f.at[F_TIME], f.len[F_TIME], st, 3,
+                            xxh64((const unsigned char *)f.at[F_TIME], (size_t)f.len[F_TIME],
+                                  seed));
             }
+            /* This line's slots are fetched while the line before is counted: the tables'
+             * cache misses overlap the parsing instead of following it. */
+            pending_prefetch(tables, pd);
+            if (held >= 1)
+                pending_prefetch_entries(tables, &ring[(cur + 2) % 3]);
+            if (held == 2 && pending_apply(tables, &ring[(cur + 1) % 3], registers) < 0)
+                return -1;
+            held += held < 2;
+            cur = (cur + 1) % 3;
         }
         p = nl ? nl + 1 : end;
     }
+    /* The last two lines (or one), in order. */
+    for (int k = 3 - held; k < 3; k++)
+        if (pending_apply(tables, &ring[(cur + k) % 3], registers) < 0)
+            return -1;
     *lines_out += lines;
     *parsed_out += parsed;
     return 0;
@@ -1183,7 +1274,7 @@ tally_merge(Tally *t, PyObject *arg)
         Table *src = &o->tables[i];
         for (Py_ssize_t k = 0; k < src->n; k++) {
             Entry *e = &src->entries[k];
-            if (table_add(&t->tables[i], e->a, e->alen, e->b, e->blen, e->hash, e->count) < 0)
+            if (table_add(&t->tables[i], ekey(e), e->alen, e->b, e->blen, e->hash, e->count) < 0)
                 return PyErr_NoMemory();
         }
     }
@@ -1246,7 +1337,7 @@ table_find(const Table *t, const char *a, Py_ssize_t alen, uint64_t hash)
     while ((i = t->index[s]) >= 0) {
         const Entry *e = &t->entries[i];
         if (e->hash == hash && e->alen == alen && e->blen == 0 &&
-            memcmp(e->a, a, (size_t)alen) == 0)
+            memcmp(ekey(e), a, (size_t)alen) == 0)
             return i;
         s = (s + 1) & t->mask;
     }
@@ -1424,7 +1515,7 @@ tally_settle(Tally *t, PyObject *args)
         Entry *e = &tb->entries[i];
         if (taken[i] || (long long)e->count <= cut)
             continue;
-        PyObject *kb = PyBytes_FromStringAndSize(e->a, e->alen);
+        PyObject *kb = PyBytes_FromStringAndSize(ekey(e), e->alen);
         PyObject *num = kb ? PyLong_FromSsize_t(e->count) : NULL;
         int r = num ? PyDict_SetItem(fresh, kb, num) : -1;
         Py_XDECREF(kb);
