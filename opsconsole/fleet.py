@@ -289,17 +289,21 @@ class Fleet:
                         start += e.done  # what the agent did read counts once
                 feed.mode = "raw"
                 done = 0
-                batch: list[bytes] = []
+                batch: list[bytes | memoryview] = []
                 pending = 0
                 # One batch is counted in the worker while the next is read: reading and
                 # counting overlap (the worker runs them in order, one at a time).
                 counting: asyncio.Future[None] | None = None
+                pieces = getattr(sink, "add_pieces", None)  # takes the batch as it was read
 
-                async def count(batch: list[bytes]) -> None:
+                async def count(batch: list[bytes | memoryview]) -> None:
                     nonlocal counting
                     if counting is not None:
                         await counting
-                    counting = self.submit(sink.add_chunk, b"".join(batch), server)
+                    if callable(pieces):
+                        counting = self.submit(pieces, batch, server)
+                    else:
+                        counting = self.submit(sink.add_chunk, b"".join(batch), server)
 
                 try:
                     async for chunk in read_range(t, path, start, size):

@@ -52,8 +52,9 @@ async def read_range(
     *,
     file_id: str | None = None,
     privileged: bool = False,
-) -> AsyncIterator[bytes]:
-    """Stream the complete lines that *start* in ``[start, end)`` (``end=None``: up to the end).
+) -> AsyncIterator[bytes | memoryview]:
+    """Stream the complete lines that *start* in ``[start, end)`` (``end=None``: up to the end),
+    as bytes or read-only views of what the channel delivered (``b"".join`` takes both).
 
     Consecutive ranges ``[a, b)``, ``[b, c)`` therefore yield every line once.  A line that starts
     before ``end`` is read to its newline; a last line without one (being written) is left out.
@@ -66,7 +67,8 @@ async def read_range(
     stream = await transport.open_stream(argv, privileged=privileged)
     try:
         # ``pos`` is the offset of the first byte of ``partial`` (the unfinished line, kept as
-        # pieces so that a long one is joined once); a read is copied at most once.
+        # pieces so that a long one is joined once).  A read's complete lines are yielded as a
+        # view of it, not copied; only a line that spans reads is joined.
         skip, partial = start > 0, list[bytes]()
         while data := await stream.read(READ_SIZE):
             if skip:
@@ -75,20 +77,27 @@ async def read_range(
                     pos += len(data)
                     continue
                 pos, skip, data = pos + newline + 1, False, data[newline + 1 :]
+                if end is not None and pos >= end:  # no line starts in the range
+                    return
             last = data.rfind(b"\n")
             if last < 0:
                 partial.append(data)
                 continue
-            if partial:
-                last += sum(map(len, partial))
-                partial.append(data)
-                data = b"".join(partial)
+            cut = 0  # where the lines that begin in this read begin
+            if partial:  # the line the reads before began ends in this one
+                cut = data.find(b"\n") + 1
+                partial.append(data[:cut])
+                line = b"".join(partial)
                 partial = []
-            if end is not None and pos + last + 1 > end:  # up to the line that spans ``end``
-                last = data.find(b"\n", max(end - pos - 1, 0))
-            if end is None or pos < end:
-                yield data if last + 1 == len(data) else data[: last + 1]
-            pos += last + 1
+                yield line
+                pos += len(line)
+                if end is not None and pos >= end:
+                    return
+            if cut <= last:
+                if end is not None and pos + last + 1 - cut > end:  # up to the line across ``end``
+                    last = data.find(b"\n", cut + end - pos - 1)
+                yield memoryview(data)[cut : last + 1]
+                pos += last + 1 - cut
             if last + 1 < len(data):
                 partial.append(data[last + 1 :])
             if end is not None and pos >= end:

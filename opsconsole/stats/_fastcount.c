@@ -1210,6 +1210,20 @@ tally_usable(Tally *t)
     return 1;
 }
 
+/* (lines, parsed, unsure) of a scan that returned rc (MemoryError if it ran out). */
+static PyObject *
+count_result(int rc, const Spans *unsure, Py_ssize_t lines, Py_ssize_t parsed)
+{
+    if (rc < 0)
+        return PyErr_NoMemory();
+    PyObject *list = spans_list(unsure, 0);
+    if (list == NULL)
+        return NULL;
+    PyObject *result = Py_BuildValue("(nnO)", lines, parsed, list);
+    Py_DECREF(list);
+    return result;
+}
+
 PyDoc_STRVAR(tally_count_doc,
 "count(chunk, program, check_time) -> (lines, parsed, unsure)\n\n"
 "count_lines() into this tally's tables instead of dicts (export() hands them over).  The\n"
@@ -1235,18 +1249,77 @@ tally_count(Tally *t, PyObject *args)
     t->busy = 0;
     PyBuffer_Release(&program);
     PyBuffer_Release(&chunk);
-    PyObject *result = NULL;
-    if (rc < 0) {
-        PyErr_NoMemory();
+    PyObject *result = count_result(rc, &unsure, lines, parsed);
+    PyMem_RawFree(unsure.at);
+    return result;
+}
+
+PyDoc_STRVAR(tally_count_many_doc,
+"count_many(pieces, program, check_time) -> (lines, parsed, unsure)\n\n"
+"count() of the pieces' concatenation without making it: each piece (a bytes-like object)\n"
+"but the last must end with a newline, so that no line spans two pieces (ValueError if one\n"
+"does not); unsure offsets are into the concatenation.  The GIL is released while they are\n"
+"parsed.");
+
+static PyObject *
+tally_count_many(Tally *t, PyObject *args)
+{
+    PyObject *seq_obj;
+    Py_buffer program;
+    int check_time, rc = 0;
+    if (!tally_usable(t))
+        return NULL;
+    if (!PyArg_ParseTuple(args, "Oy*p:count_many", &seq_obj, &program, &check_time))
+        return NULL;
+    PyObject *seq = PySequence_Fast(seq_obj, "count_many() takes a sequence of pieces");
+    if (seq == NULL) {
+        PyBuffer_Release(&program);
+        return NULL;
     }
-    else {
-        PyObject *list = spans_list(&unsure, 0);
-        if (list != NULL) {
-            result = Py_BuildValue("(nnO)", lines, parsed, list);
-            Py_DECREF(list);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq), got = 0;
+    Py_buffer *views = PyMem_RawCalloc((size_t)(n ? n : 1), sizeof(Py_buffer));
+    PyObject *result = NULL;
+    Spans unsure = {NULL, 0, 0};
+    Py_ssize_t lines = 0, parsed = 0;
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n; got++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, got);
+        if (PyObject_GetBuffer(item, &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+        Py_ssize_t len = views[got].len;
+        if (got + 1 < n && len > 0 && ((const char *)views[got].buf)[len - 1] != '\n') {
+            got++;
+            PyErr_Format(PyExc_ValueError,
+                         "piece %zd of %zd does not end with a newline (a line would span two "
+                         "pieces)",
+                         got, n);
+            goto done;
         }
     }
+    t->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t base = 0;
+    for (Py_ssize_t i = 0; i < n && rc == 0; i++) {
+        Py_ssize_t first = unsure.n;
+        rc = scan(program.buf, program.len, check_time, views[i].buf, views[i].len, t->tables,
+                  t->want, t->registers, &unsure, &lines, &parsed);
+        for (Py_ssize_t k = first; k < unsure.n; k++)
+            unsure.at[k] += base;
+        base += views[i].len;
+    }
+    Py_END_ALLOW_THREADS
+    t->busy = 0;
+    result = count_result(rc, &unsure, lines, parsed);
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_RawFree(views);
     PyMem_RawFree(unsure.at);
+    Py_DECREF(seq);
+    PyBuffer_Release(&program);
     return result;
 }
 
@@ -1556,6 +1629,7 @@ tally_sizes(Tally *t, PyObject *unused)
 
 static PyMethodDef tally_methods[] = {
     {"count", (PyCFunction)tally_count, METH_VARARGS, tally_count_doc},
+    {"count_many", (PyCFunction)tally_count_many, METH_VARARGS, tally_count_many_doc},
     {"merge", (PyCFunction)tally_merge, METH_O, tally_merge_doc},
     {"export", (PyCFunction)tally_export, METH_VARARGS, tally_export_doc},
     {"settle", (PyCFunction)tally_settle, METH_VARARGS, tally_settle_doc},

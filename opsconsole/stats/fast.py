@@ -43,7 +43,7 @@ import math
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -344,16 +344,53 @@ class Tally:
             lines, parsed, unsure = self._c.count(view, code, check_time)
             return int(lines), int(parsed), list(unsure)
         split = half + cut + 1
+        return self._in_halves("count", view[:split], view[split:], split, code, check_time)
+
+    def count_many(
+        self,
+        pieces: Sequence[Buffer],
+        code: bytes,
+        *,
+        check_time: bool = True,
+        parallel: bool = True,
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """:meth:`count` of the pieces' concatenation, without making it (a history read's
+        batch, as the channel delivered it).  Every piece but the last must end with a newline
+        (ValueError otherwise).  A large batch is counted in two runs of pieces on two threads,
+        split where a piece ends; offsets in ``unsure`` are into the concatenation."""
+        if len(pieces) == 1:
+            return self.count(pieces[0], code, check_time=check_time, parallel=parallel)
+        sizes = [memoryview(p).nbytes for p in pieces]
+        total = sum(sizes)
+        if not parallel or total < PARALLEL_MIN or (os.cpu_count() or 1) < 2:
+            lines, parsed, unsure = self._c.count_many(pieces, code, check_time)
+            return int(lines), int(parsed), list(unsure)
+        split, done = 0, 0
+        while split < len(pieces) - 1 and done + sizes[split] <= total // 2:
+            done += sizes[split]
+            split += 1
+        split = max(split, 1)
+        done = sum(sizes[:split])
+        for piece in pieces[:-1]:  # checked before either half counts anything
+            if memoryview(piece)[-1:].tobytes() not in (b"\n", b""):
+                raise ValueError("every piece but the last must end with a newline")
+        return self._in_halves("count_many", pieces[:split], pieces[split:], done, code, check_time)
+
+    def _in_halves(
+        self, method: str, first: object, second: object, offset: int, code: bytes, check: bool
+    ) -> tuple[int, int, list[tuple[int, int]]]:
+        """``method`` of the C tally on ``first`` here and on ``second`` (which starts
+        ``offset`` bytes further) on the helper thread, the second's tables merged into ours."""
         if self._other is None:
             assert _ext is not None  # checked when the tally was made
             self._other = _ext.Tally(*self._flags, self._hll)
-        second = _pool().submit(self._other.count, view[split:], code, check_time)
+        later = _pool().submit(getattr(self._other, method), second, code, check)
         try:
-            lines, parsed, unsure = self._c.count(view[:split], code, check_time)
+            lines, parsed, unsure = getattr(self._c, method)(first, code, check)
         finally:
-            lines2, parsed2, unsure2 = second.result()
+            lines2, parsed2, unsure2 = later.result()
         self._c.merge(self._other)
-        unsure = list(unsure) + [(a + split, b + split) for a, b in unsure2]
+        unsure = list(unsure) + [(a + offset, b + offset) for a, b in unsure2]
         return int(lines + lines2), int(parsed + parsed2), unsure
 
     def merge(self, other: Tally) -> None:

@@ -65,18 +65,35 @@ class HistoryCounts(TrafficCounts):
     # ----------------------------------------------------------------- feeding
     def add_chunk(self, chunk: bytes, server: str = "") -> None:
         if self._fast:
-            self._add_fast(chunk, server)
+            self._add_fast([chunk], server)
         else:
             self.add(self.parser.parse(chunk), server)
 
-    def _add_fast(self, chunk: bytes, server: str) -> None:
+    def add_pieces(self, pieces: list[bytes | memoryview], server: str = "") -> None:
+        """:meth:`add_chunk` of the pieces' concatenation, which the fast path never makes
+        (every piece but the last ends with a newline: a history read's batch)."""
+        if self._fast:
+            self._add_fast(pieces, server)
+        else:
+            self.add(self.parser.parse(b"".join(pieces)), server)
+
+    def _add_fast(self, pieces: list[bytes | memoryview], server: str) -> None:
         """The C extension's equivalent of ``add(parser.parse(chunk))``.  The top lists' keys
         stay in the C tally until a table outgrows its counter's cap or a snapshot is taken
         (:meth:`settle`); the seconds are taken every chunk."""
         per_second: Counter[tuple[bytes, bytes]] = Counter()
         assert self._program is not None and self._tally is not None
         tally = self._side or self._tally
-        lines, parsed, unsure = tally.count(chunk, self._program)
+        lines, parsed, unsure = tally.count_many(pieces, self._program)
+        whole: bytes | None = None
+
+        def chunk() -> bytes:  # only for the rare lines Python must look at
+            nonlocal whole
+            if whole is None:
+                one = pieces[0] if len(pieces) == 1 else None
+                whole = one if isinstance(one, bytes) else b"".join(pieces)
+            return whole
+
         tally.export(seconds=per_second)
         if self._side is not None:
             since = self.since
@@ -86,7 +103,7 @@ class HistoryCounts(TrafficCounts):
                 # The few lines before ``since`` that a read from a line start includes: this
                 # chunk goes the Python way, which drops them.
                 self._side = fast.Tally(self._fields, hll=True)
-                self.add(self.parser.parse(chunk), server)
+                self.add(self.parser.parse(chunk()), server)
                 return
             self._tally.merge(self._side)
         sizes = self._tally.sizes()
@@ -97,7 +114,7 @@ class HistoryCounts(TrafficCounts):
         unparsed, samples = 0, list[str]()
         matched = parsed + len(unsure)  # what the regex matches
         if matched < lines:
-            lines, unparsed, samples = self.parser.account(chunk, lines, matched)
+            lines, unparsed, samples = self.parser.account(chunk(), lines, matched)
         totals = self._account(server, lines, unparsed, samples)
         if parsed:
             seconds = {t: self.parser.epoch(t) for t, _ in per_second}
@@ -105,7 +122,8 @@ class HistoryCounts(TrafficCounts):
             self.earliest = lo if self.earliest is None else min(self.earliest, lo)
             self._count_seconds(server, totals, parsed, per_second, seconds)
         if unsure:  # times only Python can judge (year 0000…): its path counts or drops them
-            rest = b"\n".join(bytes(chunk[a:b]) for a, b in unsure)
+            text = chunk()
+            rest = b"\n".join(text[a:b] for a, b in unsure)
             self.add(ParsedChunk(self.format.regex.findall(rest), 0, 0), server)
 
     def _counter(self, dim: str) -> TopCounter:
