@@ -1654,6 +1654,109 @@ static PyTypeObject TallyType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------ top lists */
+
+typedef struct {
+    long long count;
+    PyObject *key; /* borrowed from the dict, which the caller keeps unchanged */
+} Ranked;
+
+/* 1 if a ranks below b: a smaller count, or the same count and a larger key (bytes order). */
+static int
+ranks_below(const Ranked *a, const Ranked *b)
+{
+    if (a->count != b->count)
+        return a->count < b->count;
+    Py_ssize_t la = PyBytes_GET_SIZE(a->key), lb = PyBytes_GET_SIZE(b->key);
+    int c = memcmp(PyBytes_AS_STRING(a->key), PyBytes_AS_STRING(b->key),
+                   (size_t)(la < lb ? la : lb));
+    return c != 0 ? c > 0 : la > lb;
+}
+
+static void
+sift_down(Ranked *h, Py_ssize_t n, Py_ssize_t i)
+{
+    for (;;) {
+        Py_ssize_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && ranks_below(&h[l], &h[m]))
+            m = l;
+        if (r < n && ranks_below(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        Ranked tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+static int
+cmp_ranked(const void *x, const void *y)
+{
+    const Ranked *a = x, *b = y;
+    return ranks_below(b, a) ? -1 : (ranks_below(a, b) ? 1 : 0);
+}
+
+PyDoc_STRVAR(top_items_doc,
+"top_items(counts, n) -> list of (key, count), or None\n\n"
+"The n largest counts of a dict of bytes keys to ints, ties broken by key, best first: what\n"
+"sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n] gives, in one pass and without a\n"
+"list of every item.  None if a key is not bytes or a count not an int of 64 bits (the caller\n"
+"sorts those itself).");
+
+static PyObject *
+top_items(PyObject *self, PyObject *args)
+{
+    PyObject *counts, *key, *val;
+    Py_ssize_t n, pos = 0, size = 0;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!n:top_items", &PyDict_Type, &counts, &n))
+        return NULL;
+    if (n <= 0)
+        return PyList_New(0);
+    Py_ssize_t cap = n < PyDict_GET_SIZE(counts) ? n : PyDict_GET_SIZE(counts);
+    Ranked *heap = PyMem_Malloc(sizeof(Ranked) * (size_t)(cap ? cap : 1));
+    if (heap == NULL)
+        return PyErr_NoMemory();
+    while (PyDict_Next(counts, &pos, &key, &val)) {
+        int overflow = 0;
+        long long v = PyLong_CheckExact(val) ? PyLong_AsLongLongAndOverflow(val, &overflow) : 0;
+        if (!PyBytes_CheckExact(key) || !PyLong_CheckExact(val) || overflow) {
+            PyMem_Free(heap);
+            Py_RETURN_NONE;
+        }
+        Ranked item = {v, key};
+        if (size < cap) {
+            /* Sift up: the heap's root is the item that ranks lowest. */
+            Py_ssize_t i = size++;
+            heap[i] = item;
+            while (i > 0 && ranks_below(&heap[i], &heap[(i - 1) / 2])) {
+                Ranked tmp = heap[i];
+                heap[i] = heap[(i - 1) / 2];
+                heap[(i - 1) / 2] = tmp;
+                i = (i - 1) / 2;
+            }
+        }
+        else if (ranks_below(&heap[0], &item)) {
+            heap[0] = item;
+            sift_down(heap, size, 0);
+        }
+    }
+    qsort(heap, (size_t)size, sizeof(Ranked), cmp_ranked);
+    PyObject *out = PyList_New(size);
+    for (Py_ssize_t i = 0; out != NULL && i < size; i++) {
+        PyObject *pair = Py_BuildValue("(OL)", heap[i].key, heap[i].count);
+        if (pair == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    PyMem_Free(heap);
+    return out;
+}
+
 PyDoc_STRVAR(hll_add_doc,
 "hll_add(hll, keys) -> None\n\n"
 "Add every bytes-like key of the iterable to the HyperLogLog registers (a writable buffer of\n"
@@ -1717,6 +1820,7 @@ static PyMethodDef methods[] = {
     {"count_lines", (PyCFunction)(void (*)(void))count_lines, METH_VARARGS | METH_KEYWORDS,
      count_lines_doc},
     {"hll_add", hll_add, METH_VARARGS, hll_add_doc},
+    {"top_items", top_items, METH_VARARGS, top_items_doc},
     {"xxh64", (PyCFunction)(void (*)(void))py_xxh64, METH_VARARGS | METH_KEYWORDS, xxh64_doc},
     {NULL, NULL, 0, NULL},
 };

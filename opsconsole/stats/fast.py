@@ -443,6 +443,16 @@ def _pool() -> ThreadPoolExecutor:
     return _helper
 
 
+def top_items(counts: dict[bytes, int], n: int) -> list[tuple[bytes, int]] | None:
+    """The ``n`` largest counts, ties broken by key, best first (``sorted(counts.items(),
+    key=lambda kv: (-kv[1], kv[0]))[:n]``) in one pass in C; None without the extension or
+    when a key is not bytes or a count not a 64-bit int (then the caller sorts)."""
+    if _ext is None:
+        return None
+    out: list[tuple[bytes, int]] | None = _ext.top_items(counts, n)
+    return out
+
+
 def xxh64(data: Buffer, seed: int = 0) -> int:
     """XXH64 of ``data``: the hash the HyperLogLog registers are fed with."""
     if _ext is None:

@@ -21,6 +21,8 @@ import heapq
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
+from . import fast
+
 _HASH_SPACE = float(2**64)
 
 
@@ -76,6 +78,8 @@ class TopCounter:
         counts = self.counts
         if n <= 0:
             return []
+        if len(counts) > 4 * n and (ranked := fast.top_items(counts, n)) is not None:
+            return ranked  # one pass in C
         if len(counts) > 4 * n:
             # The n-th largest count, found in C; only the keys at or above it are sorted, and
             # of those tied at it (under a flood, the count-1 tail) only the smallest keys.
