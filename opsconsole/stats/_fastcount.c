@@ -281,14 +281,49 @@ ekey(const Entry *e)
 }
 
 /* Compact, insertion-ordered hash table (like CPython's dict): entries in first-seen order,
- * `index` maps a hash slot (linear probing, load <= 1/2) to an entry number or -1.  Only the
- * raw allocator is used, so tables are filled with the GIL released. */
+ * `index` maps a hash slot (linear probing, load <= 1/2) to 0 (empty) or a SLOT: the entry
+ * number + 1 in the low 32 bits and the hash's high 32 bits above them, so a probe passes a
+ * slot of another key without touching its entry.  Only the raw allocator is used, so tables
+ * are filled with the GIL released. */
+#define SLOT(i, hash) (((hash) & 0xFFFFFFFF00000000ULL) | (uint64_t)(uint32_t)((i) + 1))
+#define SLOT_ENTRY(v) ((Py_ssize_t)((v) & 0xFFFFFFFFULL) - 1)
+#define SLOT_TAG_OF(hash) ((hash) & 0xFFFFFFFF00000000ULL)
+
+/* Equal keys of n bytes (n > 0 on both sides, already of the same length): short ones without
+ * a call, by overlapping word loads that never read outside [x, x + n). */
+static inline int
+keq(const char *x, const char *y, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, x, 8);
+        memcpy(&b0, y, 8);
+        memcpy(&a1, x + n - 8, 8);
+        memcpy(&b1, y + n - 8, 8);
+        return a0 == b0 && a1 == b1;
+    }
+    if (n >= 4 && n < 8) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, x, 4);
+        memcpy(&b0, y, 4);
+        memcpy(&a1, x + n - 4, 4);
+        memcpy(&b1, y + n - 4, 4);
+        return a0 == b0 && a1 == b1;
+    }
+    if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            if (x[i] != y[i])
+                return 0;
+        return 1;
+    }
+    return memcmp(x, y, n) == 0;
+}
 typedef struct {
     int pair;     /* keys are (a, b) tuples */
     Arena *arena; /* NULL: keys point into the chunk being counted */
     Entry *entries;
     Py_ssize_t n, cap;
-    int32_t *index;
+    uint64_t *index;
     size_t mask;
 } Table;
 
@@ -302,10 +337,9 @@ table_init(Table *t, int pair, Arena *arena)
     t->cap = 64;
     t->mask = 127;
     t->entries = PyMem_RawMalloc(sizeof(Entry) * (size_t)t->cap);
-    t->index = PyMem_RawMalloc(sizeof(int32_t) * (t->mask + 1));
+    t->index = PyMem_RawCalloc(t->mask + 1, sizeof(uint64_t));
     if (t->entries == NULL || t->index == NULL)
         return -1;
-    memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
     return 0;
 }
 
@@ -327,7 +361,7 @@ static void
 table_reset(Table *t)
 {
     t->n = 0;
-    memset(t->index, 0xff, sizeof(int32_t) * (t->mask + 1));
+    memset(t->index, 0, sizeof(uint64_t) * (t->mask + 1));
     if (t->arena != NULL)
         arena_free(t->arena);
 }
@@ -342,15 +376,14 @@ table_grow(Table *t)
     if (entries == NULL)
         return -1;
     t->entries = entries;
-    int32_t *index = PyMem_RawMalloc(sizeof(int32_t) * slots);
+    uint64_t *index = PyMem_RawCalloc(slots, sizeof(uint64_t));
     if (index == NULL)
         return -1;
-    memset(index, 0xff, sizeof(int32_t) * slots);
     for (Py_ssize_t i = 0; i < t->n; i++) {
         size_t s = (size_t)entries[i].hash & mask;
-        while (index[s] >= 0)
+        while (index[s] != 0)
             s = (s + 1) & mask;
-        index[s] = (int32_t)i;
+        index[s] = SLOT(i, entries[i].hash);
     }
     PyMem_RawFree(t->index);
     t->index = index;
@@ -366,13 +399,16 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
           Py_ssize_t n)
 {
     size_t s = (size_t)hash & t->mask;
-    int32_t i;
-    while ((i = t->index[s]) >= 0) {
-        Entry *e = &t->entries[i];
-        if (e->hash == hash && e->alen == alen && e->blen == blen &&
-            memcmp(ekey(e), a, (size_t)alen) == 0 && (blen == 0 || memcmp(e->b, b, (size_t)blen) == 0)) {
-            e->count += n;
-            return 0;
+    uint64_t v, tag = SLOT_TAG_OF(hash);
+    while ((v = t->index[s]) != 0) {
+        if ((v & 0xFFFFFFFF00000000ULL) == tag) {
+            Entry *e = &t->entries[SLOT_ENTRY(v)];
+            if (e->hash == hash && e->alen == alen && e->blen == blen &&
+                (alen == 0 || keq(ekey(e), a, (size_t)alen)) &&
+                (blen == 0 || keq(e->b, b, (size_t)blen))) {
+                e->count += n;
+                return 0;
+            }
         }
         s = (s + 1) & t->mask;
     }
@@ -380,7 +416,7 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
         if (t->cap >= INT32_MAX / 4 || table_grow(t) < 0)
             return -1;
         s = (size_t)hash & t->mask;
-        while (t->index[s] >= 0)
+        while (t->index[s] != 0)
             s = (s + 1) & t->mask;
     }
     Entry *e = &t->entries[t->n];
@@ -400,7 +436,7 @@ table_add(Table *t, const char *a, Py_ssize_t alen, const char *b, Py_ssize_t bl
     e->blen = blen;
     e->hash = hash;
     e->count = n;
-    t->index[s] = (int32_t)t->n;
+    t->index[s] = SLOT(t->n, hash);
     t->n++;
     return 1;
 }
@@ -604,20 +640,18 @@ iso_surely_valid(const char *t, Py_ssize_t n)
 static inline const char *
 scan_body(const char *p, const char *e)
 {
-    while (p < e) {
-        char c = *p;
-        if (c == '"')
-            break;
-        if (c == '\\') {
-            if (e - p < 2)
-                break;
-            p += 2;
-        }
-        else {
-            p++;
-        }
+    /* memchr (vectorised) finds the quote, then any backslash before it; a backslash takes
+     * the byte after it (a quote too), and the search goes on from there. */
+    for (;;) {
+        const char *quote = p < e ? memchr(p, '"', (size_t)(e - p)) : NULL;
+        const char *stop = quote != NULL ? quote : e;
+        const char *bs = p < stop ? memchr(p, '\\', (size_t)(stop - p)) : NULL;
+        if (bs == NULL)
+            return stop;
+        if (e - bs < 2)
+            return bs;
+        p = bs + 2;
     }
-    return p;
 }
 
 /* Same for WORD, which also stops at a space. */
@@ -893,8 +927,9 @@ pending_prefetch_entries(const Table *tables, const Pending *pd)
 #if defined(__GNUC__) || defined(__clang__)
     for (int k = 0; k < pd->n; k++) {
         const Table *t = &tables[pd->table[k]];
-        int32_t i = t->index[(size_t)pd->hash[k] & t->mask];
-        if (i >= 0 && i < t->n)
+        uint64_t v = t->index[(size_t)pd->hash[k] & t->mask];
+        Py_ssize_t i = SLOT_ENTRY(v);
+        if (v != 0 && i < t->n && (v & 0xFFFFFFFF00000000ULL) == SLOT_TAG_OF(pd->hash[k]))
             __builtin_prefetch(&t->entries[i]);
     }
 #else
@@ -1406,11 +1441,12 @@ static Py_ssize_t
 table_find(const Table *t, const char *a, Py_ssize_t alen, uint64_t hash)
 {
     size_t s = (size_t)hash & t->mask;
-    int32_t i;
-    while ((i = t->index[s]) >= 0) {
+    uint64_t v;
+    while ((v = t->index[s]) != 0) {
+        Py_ssize_t i = SLOT_ENTRY(v);
         const Entry *e = &t->entries[i];
         if (e->hash == hash && e->alen == alen && e->blen == 0 &&
-            memcmp(ekey(e), a, (size_t)alen) == 0)
+            (alen == 0 || keq(ekey(e), a, (size_t)alen)))
             return i;
         s = (s + 1) & t->mask;
     }
