@@ -30,6 +30,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from common import compile_package  # noqa: E402
+
 from opsconsole.lab import Lab  # noqa: E402
 
 
@@ -50,6 +52,7 @@ def main() -> None:
     p.add_argument("--lines", type=int, default=1_000_000)
     p.add_argument("--runs", type=int, default=3)
     a = p.parse_args()
+    compile_package()  # as installed: no module compiled again per run
     tmp = Path(tempfile.mkdtemp(prefix="opsc-sshbench-"))
     lab = Lab.start(tmp / "lab", traffic=False)
     try:
