@@ -571,6 +571,58 @@ ipv4_net_len(const char *s, Py_ssize_t n)
     return i == n ? net : 0;
 }
 
+static inline int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The /48 of an IPv6 client whose first three hextets are written out, formatted as
+ * opsconsole.stats.snapshot.subnet_of formats it ("2001:db8:7::/48", zero hextets at its end
+ * merged into the "::"), into out (at least 24 bytes); its length, or 0 if the client is not
+ * of that shape (subnet_of's regex ([0-9a-fA-F]{1,4}):(…):(…):[0-9a-fA-F:]+, fullmatch): then
+ * Python maps it. */
+static Py_ssize_t
+v6_net48(const char *s, Py_ssize_t n, char *out)
+{
+    unsigned h[3];
+    Py_ssize_t i = 0;
+    for (int k = 0; k < 3; k++) {
+        Py_ssize_t start = i;
+        unsigned v = 0;
+        int d;
+        while (i < n && i - start < 5 && (d = hex_value(s[i])) >= 0) {
+            v = v * 16 + (unsigned)d;
+            i++;
+        }
+        if (i == start || i - start > 4 || i >= n || s[i] != ':')
+            return 0;
+        h[k] = v;
+        i++;
+    }
+    if (i >= n)
+        return 0;
+    for (Py_ssize_t j = i; j < n; j++)
+        if (s[j] != ':' && hex_value(s[j]) < 0)
+            return 0;
+    int len;
+    if (h[2])
+        len = snprintf(out, 24, "%x:%x:%x::/48", h[0], h[1], h[2]);
+    else if (h[1])
+        len = snprintf(out, 24, "%x:%x::/48", h[0], h[1]);
+    else if (h[0])
+        len = snprintf(out, 24, "%x::/48", h[0]);
+    else
+        len = snprintf(out, 24, "::/48");
+    return len > 0 && len < 24 ? len : 0;
+}
+
 static const char MONTHS[12][3] = {
     {'J', 'a', 'n'}, {'F', 'e', 'b'}, {'M', 'a', 'r'}, {'A', 'p', 'r'},
     {'M', 'a', 'y'}, {'J', 'u', 'n'}, {'J', 'u', 'l'}, {'A', 'u', 'g'},
@@ -886,6 +938,7 @@ spans_list(const Spans *s, Py_ssize_t offset)
 /* The keys of one parsed line, counted one line later (scan). */
 typedef struct {
     int n;
+    char net48[24]; /* an IPv6 client's /48, made here (v6_net48) */
     int table[N_TABLES];
     const char *a[N_TABLES], *b[N_TABLES];
     Py_ssize_t alen[N_TABLES], blen[N_TABLES];
@@ -999,8 +1052,15 @@ scan(const unsigned char *prog, Py_ssize_t plen, int check_time, const char *sta
                     pending_put(pd, T_NETS, client, f.net_len, NULL, 0,
                                 xxh64((const unsigned char *)client, (size_t)f.net_len, 0));
             }
-            else if (want[T_OTHERS]) {
-                pending_put(pd, T_OTHERS, client, client_len, NULL, 0, hc);
+            else {
+                /* want[T_NETS] == 2: an IPv6 client's /48 is made here, not in Python. */
+                Py_ssize_t n48 =
+                    want[T_NETS] == 2 ? v6_net48(client, client_len, pd->net48) : 0;
+                if (n48 > 0)
+                    pending_put(pd, T_NETS, pd->net48, n48, NULL, 0,
+                                xxh64((const unsigned char *)pd->net48, (size_t)n48, 0));
+                else if (want[T_OTHERS])
+                    pending_put(pd, T_OTHERS, client, client_len, NULL, 0, hc);
             }
             static const int field_of[3][2] = {
                 {T_PATHS, F_PATH}, {T_AGENTS, F_AGENT}, {T_METHODS, F_METHOD}};
@@ -1203,10 +1263,10 @@ static int
 tally_init(Tally *t, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"clients", "nets", "others", "paths", "agents", "methods",
-                             "seconds", "hll",  NULL};
-    int w[N_TABLES], hll;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "pppppppp:Tally", kwlist, &w[0], &w[1], &w[2],
-                                     &w[3], &w[4], &w[5], &w[6], &hll))
+                             "seconds", "hll",  "v6nets", NULL};
+    int w[N_TABLES], hll, v6nets = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "pppppppp|p:Tally", kwlist, &w[0], &w[1],
+                                     &w[2], &w[3], &w[4], &w[5], &w[6], &hll, &v6nets))
         return -1;
     if (t->ready) {
         PyErr_SetString(PyExc_RuntimeError, "Tally is already initialised");
@@ -1220,6 +1280,8 @@ tally_init(Tally *t, PyObject *args, PyObject *kwargs)
         t->want[i] = w[i];
     }
     t->want[T_CLIENTS] |= hll;
+    if (t->want[T_NETS] && v6nets)
+        t->want[T_NETS] = 2; /* scan() makes IPv6 clients' /48s itself */
     if (hll) {
         t->registers = PyMem_RawCalloc(HLL_REGISTERS, 1);
         if (t->registers == NULL) {
@@ -1675,8 +1737,10 @@ static PyMethodDef tally_methods[] = {
 };
 
 PyDoc_STRVAR(tally_doc,
-"Tally(clients, nets, others, paths, agents, methods, seconds, hll)\n\n"
-"Count tables kept in C across chunks; each flag says whether that field is counted.");
+"Tally(clients, nets, others, paths, agents, methods, seconds, hll, v6nets=False)\n\n"
+"Count tables kept in C across chunks; each flag says whether that field is counted.  With\n"
+"v6nets, an IPv6 client whose first three hextets are written out counts in nets as its /48\n"
+"(b\"2001:db8:7::/48\", as subnet_of makes it), not in others.");
 
 static PyTypeObject TallyType = {
     PyVarObject_HEAD_INIT(NULL, 0)

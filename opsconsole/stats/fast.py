@@ -318,9 +318,14 @@ class Tally:
     in every chunk costs one.  :meth:`count` parses a large chunk in two halves, one on a
     helper thread, each into its own tables with the GIL released, and merges the second into
     the first: the tables are exactly those of one pass (counts and first-seen order).
+
+    With ``v6nets``, an IPv6 client whose first three hextets are written out counts in
+    ``nets`` as its /48, the key :func:`~opsconsole.stats.snapshot.subnet_of` makes of it
+    (``b"2001:db8:7::/48"``), instead of in ``others``: only the clients of other shapes are
+    left for Python to map.
     """
 
-    def __init__(self, fields: Iterable[str], *, hll: bool = False) -> None:
+    def __init__(self, fields: Iterable[str], *, hll: bool = False, v6nets: bool = False) -> None:
         if _ext is None:
             raise RuntimeError("opsconsole.stats._fastcount is not built")
         wanted = set(fields)
@@ -329,7 +334,8 @@ class Tally:
             raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
         self._flags = [name in wanted for name in FIELDS]
         self._hll = hll
-        self._c = _ext.Tally(*self._flags, hll)
+        self._v6nets = v6nets
+        self._c = _ext.Tally(*self._flags, hll, v6nets)
         self._other: Any = None
         """The second half's tables (made on first use)."""
 
@@ -383,7 +389,7 @@ class Tally:
         ``offset`` bytes further) on the helper thread, the second's tables merged into ours."""
         if self._other is None:
             assert _ext is not None  # checked when the tally was made
-            self._other = _ext.Tally(*self._flags, self._hll)
+            self._other = _ext.Tally(*self._flags, self._hll, self._v6nets)
         later = _pool().submit(getattr(self._other, method), second, code, check)
         try:
             lines, parsed, unsure = getattr(self._c, method)(first, code, check)

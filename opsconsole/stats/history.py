@@ -54,10 +54,12 @@ class HistoryCounts(TrafficCounts):
         self.hll: bytearray | None = fast.new_hll() if self._fast else None
         """With the extension: a HyperLogLog of every client, for unique_ips."""
         self._fields = [f for f, d in _TALLIED if self._has(d)] + ["others", "seconds"]
-        self._tally = fast.Tally(self._fields, hll=True) if self._fast else None
+        self._tally = fast.Tally(self._fields, hll=True, v6nets=True) if self._fast else None
         """The C tables the fast path counts into (see :meth:`settle`)."""
         self._side = (
-            fast.Tally(self._fields, hll=True) if self._fast and since is not None else None
+            fast.Tally(self._fields, hll=True, v6nets=True)
+            if self._fast and since is not None
+            else None
         )
         """With ``since``: where a chunk is counted first, merged into the tally only if none
         of its lines is older than ``since`` (else the Python path counts the chunk)."""
@@ -102,12 +104,12 @@ class HistoryCounts(TrafficCounts):
             if any((e := epoch(t)) is None or e < since for t, _ in per_second):
                 # The few lines before ``since`` that a read from a line start includes: this
                 # chunk goes the Python way, which drops them.
-                self._side = fast.Tally(self._fields, hll=True)
+                self._side = fast.Tally(self._fields, hll=True, v6nets=True)
                 self.add(self.parser.parse(chunk()), server)
                 return
             self._tally.merge(self._side)
         sizes = self._tally.sizes()
-        sizes["nets"] += sizes["others"]  # IPv6 clients go to the nets with them
+        sizes["nets"] += sizes["others"]  # the others go to the nets with them
         self.settle(
             only={f for f, d in _TALLIED if self._has(d) and sizes[f] > self._counter(d).cap}
         )
@@ -151,7 +153,7 @@ class HistoryCounts(TrafficCounts):
             others=others,
             hll=self.hll if only is None else None,
         )
-        for client, n in (others or {}).items():  # IPv6 (and non-IP) clients: /48 in Python
+        for client, n in (others or {}).items():  # the clients C did not map (hostnames…)
             self.nets.counts[subnet_of(client)] += n
         for _, dim in dims:
             counter = self._counter(dim)
