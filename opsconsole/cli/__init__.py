@@ -9,6 +9,7 @@ derived from :class:`~opsconsole.errors.OpsConsoleError` are printed as one line
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -107,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else argv
         parser = build_parser(command_in(argv))
         args = parser.parse_args(argv)
+        # What start-up made (modules, classes, the parser) lives as long as the process: out
+        # of the collector's sight, a count that makes many objects no longer has every
+        # collection walk them all (stats --since all of 1M lines: 0.04 s less, median of 16).
+        gc.freeze()
         func = getattr(args, "func", None)
         sync_interrupts()  # from here on, Ctrl-C lets the command clean up
         if func is None:
