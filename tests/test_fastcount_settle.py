@@ -92,3 +92,40 @@ def test_settle_refuses_a_table_of_pairs_and_a_used_fresh_dict() -> None:
         tally.settle("seconds", Counter(), 10)
     with pytest.raises(ValueError, match="empty fresh dict"):
         tally._c.settle("paths", Counter(), Counter({b"x": 1}), 10)
+
+
+@needs_ext
+@pytest.mark.parametrize("cap", [500, 3_000, 200_000])
+def test_a_snapshot_ranked_where_the_keys_are_equals_one_that_settles_them_all(
+    cap: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stats`` ranks the top lists from the C tables and the counters together instead of
+    handing every key over first: the same snapshot, also when the counters were pruned
+    before (cap 500, 3,000) and when a snapshot is taken half-way and counting goes on."""
+    from test_fastcount_parallel import chunked, flood
+
+    from opsconsole.stats.history import HistoryCounts
+
+    data = flood(40_000, seed=9)
+    chunks = chunked(data, 60_000)  # the tables hold keys the counters hold too
+    half = len(chunks) // 2
+    ours, settled = HistoryCounts("combined", cap=cap), HistoryCounts("combined", cap=cap)
+    with monkeypatch.context() as m:
+        m.setattr(fast.Tally, "top", lambda *a: None)  # the old way: settle everything
+        for chunk in chunks[:half]:
+            settled.add_chunk(chunk, "web1")
+        before_settled = settled.snapshot("www").to_json()
+        for chunk in chunks[half:]:
+            settled.add_chunk(chunk, "web1")
+        after_settled = settled.snapshot("www").to_json()
+    for chunk in chunks[:half]:
+        ours.add_chunk(chunk, "web1")
+    before = ours.snapshot("www").to_json()
+    for chunk in chunks[half:]:
+        ours.add_chunk(chunk, "web1")
+    assert ours._tally is not None and ours._tally.sizes()["paths"] > 0  # ranked, not settled
+    assert ours.snapshot("www").to_json() == after_settled
+    assert before == before_settled
+    assert ours.snapshot("www").to_json() == after_settled  # a snapshot changes nothing
+    if cap < 200_000:
+        assert after_settled.get("estimated")  # the pruned case was exercised

@@ -1498,6 +1498,111 @@ tally_export(Tally *t, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------ top lists */
+
+typedef struct {
+    long long count;
+    const char *p; /* the key's bytes */
+    Py_ssize_t len;
+    PyObject *key; /* the key as bytes, borrowed from a dict the caller keeps unchanged; NULL
+                    * for a key of a table (made into bytes only if it makes the list) */
+} Ranked;
+
+/* 1 if a ranks below b: a smaller count, or the same count and a larger key (bytes order). */
+static int
+ranks_below(const Ranked *a, const Ranked *b)
+{
+    if (a->count != b->count)
+        return a->count < b->count;
+    int c = memcmp(a->p, b->p, (size_t)(a->len < b->len ? a->len : b->len));
+    return c != 0 ? c > 0 : a->len > b->len;
+}
+
+static int
+cmp_ranked(const void *x, const void *y)
+{
+    const Ranked *a = x, *b = y;
+    return ranks_below(b, a) ? -1 : (ranks_below(a, b) ? 1 : 0);
+}
+
+/* The n best items seen, in a heap whose root ranks lowest. */
+typedef struct {
+    Ranked *h;
+    Py_ssize_t size, cap;
+} Best;
+
+static void
+best_offer(Best *b, Ranked item)
+{
+    Ranked *h = b->h;
+    if (b->size < b->cap) {
+        Py_ssize_t i = b->size++;
+        h[i] = item;
+        while (i > 0 && ranks_below(&h[i], &h[(i - 1) / 2])) {
+            Ranked tmp = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = tmp;
+            i = (i - 1) / 2;
+        }
+        return;
+    }
+    if (b->size == 0 || !ranks_below(&h[0], &item))
+        return;
+    h[0] = item;
+    for (Py_ssize_t i = 0;;) {
+        Py_ssize_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < b->size && ranks_below(&h[l], &h[m]))
+            m = l;
+        if (r < b->size && ranks_below(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        Ranked tmp = h[i];
+        h[i] = h[m];
+        h[m] = tmp;
+        i = m;
+    }
+}
+
+/* The best items, best first, as a list of (key, count). */
+static PyObject *
+best_list(Best *b)
+{
+    qsort(b->h, (size_t)b->size, sizeof(Ranked), cmp_ranked);
+    PyObject *out = PyList_New(b->size);
+    for (Py_ssize_t i = 0; out != NULL && i < b->size; i++) {
+        Ranked *r = &b->h[i];
+        PyObject *key = r->key;
+        if (key != NULL)
+            Py_INCREF(key);
+        else
+            key = PyBytes_FromStringAndSize(r->p, r->len);
+        PyObject *pair = key ? Py_BuildValue("(NL)", key, r->count) : NULL;
+        if (pair == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, pair);
+    }
+    return out;
+}
+
+/* A dict's item as a Ranked (with `extra` added to its count); 0 if it is not bytes -> int. */
+static int
+ranked_item(PyObject *key, PyObject *val, long long extra, Ranked *out)
+{
+    int overflow = 0;
+    if (!PyBytes_CheckExact(key) || !PyLong_CheckExact(val))
+        return 0;
+    long long v = PyLong_AsLongLongAndOverflow(val, &overflow);
+    if (overflow || (v == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = (Ranked){v + extra, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), key};
+    return 1;
+}
+
 /* The entry of `t` holding the one-span key (a, alen) with this hash, or -1. */
 static Py_ssize_t
 table_find(const Table *t, const char *a, Py_ssize_t alen, uint64_t hash)
@@ -1582,6 +1687,17 @@ select_desc(long long *a, Py_ssize_t n, Py_ssize_t k)
     return a[k];
 }
 
+/* The number of the one-span table called `name`, or -1 with ValueError set. */
+static int
+single_table(const char *name, const char *method)
+{
+    for (int i = 0; i < N_TABLES; i++)
+        if (i != T_SECONDS && strcmp(name, TABLE_NAMES[i]) == 0)
+            return i;
+    PyErr_Format(PyExc_ValueError, "%s() takes a one-span table, not %.50s", method, name);
+    return -1;
+}
+
 PyDoc_STRVAR(tally_settle_doc,
 "settle(table, counts, fresh, cap) -> cut or None\n\n"
 "Hand one table (a name of a one-span table: clients, nets, others, paths, agents, methods) to\n"
@@ -1604,14 +1720,9 @@ tally_settle(Tally *t, PyObject *args)
     if (!PyArg_ParseTuple(args, "sO!O!n:settle", &name, &PyDict_Type, &counts, &PyDict_Type,
                           &fresh, &cap))
         return NULL;
-    int which = -1;
-    for (int i = 0; i < N_TABLES; i++)
-        if (strcmp(name, TABLE_NAMES[i]) == 0)
-            which = i;
-    if (which < 0 || which == T_SECONDS) {
-        PyErr_Format(PyExc_ValueError, "settle() takes a one-span table, not %.50s", name);
+    int which = single_table(name, "settle");
+    if (which < 0)
         return NULL;
-    }
     if (cap < 1 || PyDict_GET_SIZE(fresh) != 0) {
         PyErr_SetString(PyExc_ValueError, "settle() needs cap >= 1 and an empty fresh dict");
         return NULL;
@@ -1703,6 +1814,71 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(tally_top_doc,
+"top(table, counts, n, cap) -> (top, size) or None\n\n"
+"The n largest counts of `counts` (a dict of bytes keys to ints) and one table together, as\n"
+"fast.top_items would rank them after export(), and how many distinct keys they hold, without\n"
+"exporting anything: the table keeps its keys.  None if together they hold more than `cap`\n"
+"keys (export() would have the caller prune first) or a key or count of another type.");
+
+static PyObject *
+tally_top(Tally *t, PyObject *args)
+{
+    const char *name;
+    PyObject *counts, *key, *val, *result = NULL;
+    Py_ssize_t n, cap, pos = 0, common = 0;
+    if (!tally_usable(t))
+        return NULL;
+    if (!PyArg_ParseTuple(args, "sO!nn:top", &name, &PyDict_Type, &counts, &n, &cap))
+        return NULL;
+    int which = single_table(name, "top");
+    if (which < 0)
+        return NULL;
+    Table *tb = &t->tables[which];
+    Py_ssize_t nt = tb->n;
+    unsigned char *taken = PyMem_RawCalloc((size_t)(nt ? nt : 1), 1);
+    Best best = {NULL, 0, n > 0 ? n : 0};
+    best.h = PyMem_Malloc(sizeof(Ranked) * (size_t)(best.cap ? best.cap : 1));
+    if (taken == NULL || best.h == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while (PyDict_Next(counts, &pos, &key, &val)) {
+        Ranked item;
+        if (!PyBytes_CheckExact(key))
+            goto plain;
+        Py_ssize_t len = PyBytes_GET_SIZE(key);
+        const char *a = PyBytes_AS_STRING(key);
+        Py_ssize_t at = table_find(tb, a, len, xxh64((const unsigned char *)a, (size_t)len, 0));
+        if (at >= 0) {
+            taken[at] = 1;
+            common++;
+        }
+        if (!ranked_item(key, val, at >= 0 ? (long long)tb->entries[at].count : 0, &item))
+            goto plain;
+        best_offer(&best, item);
+    }
+    Py_ssize_t size = PyDict_GET_SIZE(counts) + nt - common;
+    if (size > cap)
+        goto plain;
+    for (Py_ssize_t i = 0; i < nt; i++) {
+        const Entry *e = &tb->entries[i];
+        if (!taken[i])
+            best_offer(&best, (Ranked){(long long)e->count, ekey(e), e->alen, NULL});
+    }
+    PyObject *list = best_list(&best);
+    if (list != NULL)
+        result = Py_BuildValue("(Nn)", list, size);
+    goto done;
+plain:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_RawFree(taken);
+    PyMem_Free(best.h);
+    return result;
+}
+
 static PyObject *
 tally_sizes(Tally *t, PyObject *unused)
 {
@@ -1731,6 +1907,7 @@ static PyMethodDef tally_methods[] = {
     {"merge", (PyCFunction)tally_merge, METH_O, tally_merge_doc},
     {"export", (PyCFunction)tally_export, METH_VARARGS, tally_export_doc},
     {"settle", (PyCFunction)tally_settle, METH_VARARGS, tally_settle_doc},
+    {"top", (PyCFunction)tally_top, METH_VARARGS, tally_top_doc},
     {"sizes", (PyCFunction)tally_sizes, METH_NOARGS,
      "sizes() -> the number of distinct keys held per table (clients … seconds)."},
     {NULL, NULL, 0, NULL},
@@ -1754,50 +1931,6 @@ static PyTypeObject TallyType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* ------------------------------------------------------------------ top lists */
-
-typedef struct {
-    long long count;
-    PyObject *key; /* borrowed from the dict, which the caller keeps unchanged */
-} Ranked;
-
-/* 1 if a ranks below b: a smaller count, or the same count and a larger key (bytes order). */
-static int
-ranks_below(const Ranked *a, const Ranked *b)
-{
-    if (a->count != b->count)
-        return a->count < b->count;
-    Py_ssize_t la = PyBytes_GET_SIZE(a->key), lb = PyBytes_GET_SIZE(b->key);
-    int c = memcmp(PyBytes_AS_STRING(a->key), PyBytes_AS_STRING(b->key),
-                   (size_t)(la < lb ? la : lb));
-    return c != 0 ? c > 0 : la > lb;
-}
-
-static void
-sift_down(Ranked *h, Py_ssize_t n, Py_ssize_t i)
-{
-    for (;;) {
-        Py_ssize_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && ranks_below(&h[l], &h[m]))
-            m = l;
-        if (r < n && ranks_below(&h[r], &h[m]))
-            m = r;
-        if (m == i)
-            return;
-        Ranked tmp = h[i];
-        h[i] = h[m];
-        h[m] = tmp;
-        i = m;
-    }
-}
-
-static int
-cmp_ranked(const void *x, const void *y)
-{
-    const Ranked *a = x, *b = y;
-    return ranks_below(b, a) ? -1 : (ranks_below(a, b) ? 1 : 0);
-}
-
 PyDoc_STRVAR(top_items_doc,
 "top_items(counts, n) -> list of (key, count), or None\n\n"
 "The n largest counts of a dict of bytes keys to ints, ties broken by key, best first: what\n"
@@ -1809,51 +1942,26 @@ static PyObject *
 top_items(PyObject *self, PyObject *args)
 {
     PyObject *counts, *key, *val;
-    Py_ssize_t n, pos = 0, size = 0;
+    Py_ssize_t n, pos = 0;
     (void)self;
     if (!PyArg_ParseTuple(args, "O!n:top_items", &PyDict_Type, &counts, &n))
         return NULL;
     if (n <= 0)
         return PyList_New(0);
-    Py_ssize_t cap = n < PyDict_GET_SIZE(counts) ? n : PyDict_GET_SIZE(counts);
-    Ranked *heap = PyMem_Malloc(sizeof(Ranked) * (size_t)(cap ? cap : 1));
-    if (heap == NULL)
+    Best best = {NULL, 0, n < PyDict_GET_SIZE(counts) ? n : PyDict_GET_SIZE(counts)};
+    best.h = PyMem_Malloc(sizeof(Ranked) * (size_t)(best.cap ? best.cap : 1));
+    if (best.h == NULL)
         return PyErr_NoMemory();
     while (PyDict_Next(counts, &pos, &key, &val)) {
-        int overflow = 0;
-        long long v = PyLong_CheckExact(val) ? PyLong_AsLongLongAndOverflow(val, &overflow) : 0;
-        if (!PyBytes_CheckExact(key) || !PyLong_CheckExact(val) || overflow) {
-            PyMem_Free(heap);
+        Ranked item;
+        if (!ranked_item(key, val, 0, &item)) {
+            PyMem_Free(best.h);
             Py_RETURN_NONE;
         }
-        Ranked item = {v, key};
-        if (size < cap) {
-            /* Sift up: the heap's root is the item that ranks lowest. */
-            Py_ssize_t i = size++;
-            heap[i] = item;
-            while (i > 0 && ranks_below(&heap[i], &heap[(i - 1) / 2])) {
-                Ranked tmp = heap[i];
-                heap[i] = heap[(i - 1) / 2];
-                heap[(i - 1) / 2] = tmp;
-                i = (i - 1) / 2;
-            }
-        }
-        else if (ranks_below(&heap[0], &item)) {
-            heap[0] = item;
-            sift_down(heap, size, 0);
-        }
+        best_offer(&best, item);
     }
-    qsort(heap, (size_t)size, sizeof(Ranked), cmp_ranked);
-    PyObject *out = PyList_New(size);
-    for (Py_ssize_t i = 0; out != NULL && i < size; i++) {
-        PyObject *pair = Py_BuildValue("(OL)", heap[i].key, heap[i].count);
-        if (pair == NULL) {
-            Py_CLEAR(out);
-            break;
-        }
-        PyList_SET_ITEM(out, i, pair);
-    }
-    PyMem_Free(heap);
+    PyObject *out = best_list(&best);
+    PyMem_Free(best.h);
     return out;
 }
 

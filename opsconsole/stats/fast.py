@@ -420,6 +420,17 @@ class Tally:
         cut = self._c.settle(field, counts, kept, cap)
         return None if cut is None else (kept, int(cut))
 
+    def top(
+        self, field: str, counts: dict[bytes, int], n: int, cap: int
+    ) -> tuple[list[tuple[bytes, int]], int] | None:
+        """The ``n`` best of ``counts`` and the ``field`` table together (:func:`top_items`'
+        order) and how many distinct keys they hold, without exporting the table; None if they
+        hold more than ``cap`` keys (export and prune first) or keys of another type."""
+        if field not in FIELDS or field == "seconds":
+            raise ValueError(f"top takes a table of one field, not {field!r}")
+        out: tuple[list[tuple[bytes, int]], int] | None = self._c.top(field, counts, n, cap)
+        return out
+
     def sizes(self) -> dict[str, int]:
         """Distinct keys held per table."""
         return dict(zip(FIELDS, self._c.sizes(), strict=True))

@@ -128,6 +128,24 @@ class HistoryCounts(TrafficCounts):
             rest = b"\n".join(text[a:b] for a, b in unsure)
             self.add(ParsedChunk(self.format.regex.findall(rest), 0, 0), server)
 
+    def _ranked(self, top_n: int) -> tuple[dict[str, list[tuple[bytes, int]]], dict[str, int]]:
+        """The top lists (and distinct keys) of the dimensions whose keys can be ranked where
+        they are, the C tally's with the counter's, without handing them over (a flood's
+        clients and paths would each become objects only to be ranked): those that would
+        not outgrow their counter's cap.  The subnets always settle (Python maps some)."""
+        ranked: dict[str, list[tuple[bytes, int]]] = {}
+        sizes: dict[str, int] = {}
+        if self._tally is None:
+            return ranked, sizes
+        for field, dim in _TALLIED:
+            if field == "nets" or not self._has(dim):
+                continue
+            counter = self._counter(dim)
+            got = self._tally.top(field, counter.counts, top_n, counter.cap)
+            if got is not None:
+                ranked[dim], sizes[dim] = got
+        return ranked, sizes
+
     def _counter(self, dim: str) -> TopCounter:
         return self.nets if dim == "net" else self.top[dim]
 
@@ -204,13 +222,16 @@ class HistoryCounts(TrafficCounts):
 
     def snapshot(self, service: str, *, top_n: int = 10) -> Snapshot:
         """An immutable view of everything counted; changes no total."""
-        self.settle()
+        ranked, sizes = self._ranked(top_n)
+        self.settle(only={f for f, d in _TALLIED if d not in ranked})
+        if self._tally is not None:
+            self._tally.export(hll=self.hll)
         t_from, t_to = self.covered()
         requests = self.requests
         span = max(t_to - t_from + 1, 1.0) if requests else 0.0
         exact_ips = not self.top["client"].estimated
         if exact_ips:
-            unique = len(self.top["client"])
+            unique = sizes.get("client", len(self.top["client"]))
         elif self.hll is not None:
             unique = fast.hll_estimate(self.hll)
         else:
@@ -219,7 +240,7 @@ class HistoryCounts(TrafficCounts):
         estimated = self.estimated_tops(set())
         if not exact_ips:
             estimated["unique_ips"] = True
-        tops = self.tops(top_n)
+        tops = self.tops(top_n, ranked)
         return Snapshot(
             service=service,
             time_from=t_from,

@@ -223,21 +223,25 @@ class TrafficCounts:
         classes = tuple(tuple(ring[s].classes) if s in ring else (0, 0, 0, 0, 0) for s in seconds)
         return per_second, classes
 
-    def tops(self, top_n: int) -> dict[str, tuple[TopEntry, ...]]:
-        """The top lists of a snapshot, by its field names (``top_ips`` …)."""
+    def tops(
+        self, top_n: int, ranked: dict[str, list[tuple[bytes, int]]] | None = None
+    ) -> dict[str, tuple[TopEntry, ...]]:
+        """The top lists of a snapshot, by its field names (``top_ips`` …); ``ranked``: lists
+        already ranked elsewhere, by dimension (``client`` …), instead of the counters'."""
 
         def top(
-            counter: TopCounter | None, render: Callable[[bytes], str] = _text
+            dim: str, counter: TopCounter | None, render: Callable[[bytes], str] = _text
         ) -> tuple[TopEntry, ...]:
             if counter is None:
                 return ()
-            return tuple(TopEntry(render(k), n) for k, n in counter.top(top_n))
+            items = ranked[dim] if ranked and dim in ranked else counter.top(top_n)
+            return tuple(TopEntry(render(k), n) for k, n in items)
 
         return {
-            "top_ips": top(self.top["client"]),
-            "top_subnets": top(self.nets, _net_text),
-            "top_paths": top(self.top.get("path")),
-            "top_user_agents": top(self.top.get("agent")),
+            "top_ips": top("client", self.top["client"]),
+            "top_subnets": top("net", self.nets, _net_text),
+            "top_paths": top("path", self.top.get("path")),
+            "top_user_agents": top("agent", self.top.get("agent")),
         }
 
     def estimated_tops(self, trimmed: set[str]) -> dict[str, bool]:
