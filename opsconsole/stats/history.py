@@ -81,8 +81,9 @@ class HistoryCounts(TrafficCounts):
 
     def _add_fast(self, pieces: list[bytes | memoryview], server: str) -> None:
         """The C extension's equivalent of ``add(parser.parse(chunk))``.  The top lists' keys
-        stay in the C tally until a table outgrows its counter's cap or a snapshot is taken
-        (:meth:`settle`); the seconds are taken every chunk."""
+        stay in the C tally until a table outgrows its counter's cap (:meth:`settle`); a
+        snapshot ranks them where they are (:meth:`_ranked`).  The seconds are taken every
+        chunk."""
         per_second: Counter[tuple[bytes, bytes]] = Counter()
         assert self._program is not None and self._tally is not None
         tally = self._side or self._tally
@@ -151,8 +152,8 @@ class HistoryCounts(TrafficCounts):
 
     def settle(self, only: set[str] | None = None) -> None:
         """Hand what the C tally holds (``only`` those tables) to the top counters, which
-        prune past their cap as ever.  :meth:`snapshot` settles first; the totals are the same
-        before and after, only where they are held changes."""
+        prune past their cap as ever.  :meth:`snapshot` settles the tables it cannot rank in
+        place; the totals are the same before and after, only where they are held changes."""
         if self._tally is None:
             return
         dims = [(f, d) for f, d in _TALLIED if (only is None or f in only) and self._has(d)]
