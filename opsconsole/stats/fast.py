@@ -371,12 +371,10 @@ class Tally:
         if not parallel or total < PARALLEL_MIN or (os.cpu_count() or 1) < 2:
             lines, parsed, unsure = self._c.count_many(pieces, code, check_time)
             return int(lines), int(parsed), list(unsure)
-        split, done = 0, 0
+        split, done = 1, sizes[0]  # the first run holds at least one piece
         while split < len(pieces) - 1 and done + sizes[split] <= total // 2:
             done += sizes[split]
             split += 1
-        split = max(split, 1)
-        done = sum(sizes[:split])
         for piece in pieces[:-1]:  # checked before either half counts anything
             if memoryview(piece)[-1:].tobytes() not in (b"\n", b""):
                 raise ValueError("every piece but the last must end with a newline")

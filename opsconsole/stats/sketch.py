@@ -78,9 +78,10 @@ class TopCounter:
         counts = self.counts
         if n <= 0:
             return []
-        if len(counts) > 4 * n and (ranked := fast.top_items(counts, n)) is not None:
-            return ranked  # one pass in C
         if len(counts) > 4 * n:
+            ranked = fast.top_items(counts, n)  # one pass in C, with the extension
+            if ranked is not None:
+                return ranked
             # The n-th largest count, found in C; only the keys at or above it are sorted, and
             # of those tied at it (under a flood, the count-1 tail) only the smallest keys.
             cut = heapq.nlargest(n, counts.values())[-1]
